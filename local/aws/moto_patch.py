@@ -7,8 +7,10 @@ delete scans every message and rebuilds the list. With thousands of messages que
 local stack, not Concord, the thing every benchmark measured (a send batch took 1.2 s at 2,600).
 
 The patch keeps moto's behaviour and changes only the cost:
-- during a send, ``Queue.attributes`` answers from the configured attributes alone (the send path
-  never reads the approximate counts); a GetQueueAttributes call is unaffected;
+- during a send or a receive, the three approximate message counts answer 0 without scanning: those
+  calls build the attribute dictionary only to read a configured attribute
+  (``ContentBasedDeduplication``, ``MessageRetentionPeriod``) and never report the counts; a
+  GetQueueAttributes call is unaffected;
 - ``Queue.messages`` reads the clock once per scan instead of twice per message;
 - ``Queue.delete_message`` finds the message in one pass that stops at the first match.
 
@@ -33,15 +35,21 @@ PINNED_MOTO = "5.2.5"
 # sha256 of inspect.getsource() of each upstream piece, as of PINNED_MOTO.
 PATCHED_SOURCES = {
     "Queue.attributes": "40cb990b121628d535cecbcd0e0d333984024633b70a097489ae8611e1a59338",
+    "Queue.approximate_number_of_messages": "d357a9506a56d2f8f9f364aa1e0a4739182106db6dbcede0e0699c00d1406eec",
+    "Queue.approximate_number_of_messages_delayed": "c3c1dadb0c42ed5f8f5e1fddc8384de67db2df9a4055504f10903bd0b55e8d2f",
+    "Queue.approximate_number_of_messages_not_visible": "5dbecc4dda174358d2aefa96e4b769def47fd6bb2c315241c451e8518c3fabab",
     "Queue.messages": "03a531dbcbcf9aee2e61c7254c08946a499f5c57f2447a8f2e534aa85b067dea",
     "Queue.delete_message": "fa6fd5b9bd2cafb4aaacd79da7fc656e513e1513197c2939ff002f9ebfd4be46",
     "SQSBackend.send_message": "bf161af09a9e6b860e3dd5d8f58ccc802623caa86883fab9b2ffb333f8f70330",
+    "SQSBackend.receive_message": "065f3e5e7d2144089ce3b5d16d9306243ccd2f3ee11b44beb851292fadb7652f",
+    "SQSBackend.get_queue_attributes": "58417223da457b5a0aac5ccc31b6646ed9b22c3b276a0f0d9fd5f3f13bd797ec",
+    "SQSBackend.is_message_valid_based_on_retention_period": "cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b",
     "Message.visible": "5129b573308de62a700c40541df76673710ff2303258839ac66990eb56f27f27",
     "Message.delayed": "e2fd48abf582683aa4630cbd95daef06deb9f6de33e002a89f8c3d8a3f334838",
     "Message.had_receipt_handle": "31a347382a7315b72cefcd67fb5cf3c794406542cd3bbe1f4a1d0eb0fb014f91",
 }
 
-_sending = threading.local()
+_busy = threading.local()  # set while a send or receive runs in this thread
 
 
 def upstream_source_hashes() -> dict[str, str]:
@@ -50,12 +58,25 @@ def upstream_source_hashes() -> dict[str, str]:
     return {name: hashlib.sha256(inspect.getsource(obj).encode()).hexdigest() for name, obj in originals.items()}
 
 
+_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+
+
 def _current_pieces() -> dict[str, Any]:
     return {
         "Queue.attributes": models.Queue.attributes.fget,
+        **{f"Queue.{name}": getattr(models.Queue, name).fget for name in _COUNTS},
         "Queue.messages": models.Queue.messages.fget,
         "Queue.delete_message": models.Queue.delete_message,
         "SQSBackend.send_message": models.SQSBackend.send_message,
+        "SQSBackend.receive_message": models.SQSBackend.receive_message,
+        "SQSBackend.get_queue_attributes": models.SQSBackend.get_queue_attributes,
+        "SQSBackend.is_message_valid_based_on_retention_period": (
+            models.SQSBackend.is_message_valid_based_on_retention_period
+        ),
         "Message.visible": models.Message.visible.fget,
         "Message.delayed": models.Message.delayed.fget,
         "Message.had_receipt_handle": models.Message.had_receipt_handle,
@@ -79,24 +100,18 @@ def apply() -> None:
     originals = _current_pieces()
     models._concord_originals = originals  # remembered for the guard test
 
-    full_attributes = originals["Queue.attributes"]
-    send_message = originals["SQSBackend.send_message"]
+    def without_counts(call: Any) -> Any:
+        def wrapped(self: models.SQSBackend, *args: Any, **kwargs: Any) -> Any:
+            _busy.active = True
+            try:
+                return call(self, *args, **kwargs)
+            finally:
+                _busy.active = False
 
-    def attributes(queue: models.Queue) -> dict[str, Any]:
-        if getattr(_sending, "active", False):
-            # The send path reads only ContentBasedDeduplication, which exists on FIFO queues only.
-            if not queue.fifo_queue:
-                return {}
-            value = queue.content_based_deduplication  # set by moto's _set_attributes
-            return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
-        return full_attributes(queue)
+        return wrapped
 
-    def patched_send(self: models.SQSBackend, *args: Any, **kwargs: Any) -> models.Message:
-        _sending.active = True
-        try:
-            return send_message(self, *args, **kwargs)
-        finally:
-            _sending.active = False
+    def count(original: Any) -> property:
+        return property(lambda queue: 0 if getattr(_busy, "active", False) else original(queue))
 
     def messages(queue: models.Queue) -> list[models.Message]:
         now = unix_time_millis()
@@ -113,7 +128,9 @@ def apply() -> None:
                 return
         raise models.ReceiptHandleIsInvalid()
 
-    models.Queue.attributes = property(attributes)
+    for name in _COUNTS:
+        setattr(models.Queue, name, count(originals[f"Queue.{name}"]))
     models.Queue.messages = property(messages)
     models.Queue.delete_message = delete_message
-    models.SQSBackend.send_message = patched_send
+    models.SQSBackend.send_message = without_counts(originals["SQSBackend.send_message"])
+    models.SQSBackend.receive_message = without_counts(originals["SQSBackend.receive_message"])
