@@ -90,10 +90,12 @@ def load_template(path: str | Path) -> dict[str, Any]:
 class Resolver:
     template: dict[str, Any]
     queue_urls: dict[str, str] = field(default_factory=dict)
-    endpoint: str = "http://127.0.0.1"
+    parameters: dict[str, Any] = field(default_factory=dict)  # local values that win over defaults
 
     def parameter(self, name: str) -> Any:
         params = self.template.get("Parameters", {})
+        if name in self.parameters:
+            return self.parameters[name]
         if name in params:
             if "Default" not in params[name]:
                 raise TemplateError(f"parameter {name} has no Default; the local stack cannot choose one")
