@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,7 +120,8 @@ class RetryPolicy:
     max_delay: float = 8.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.random()  # jitter, not crypto
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        backoff = ceiling * random.random()  # jitter, not crypto
         return max(backoff, retry_after or 0.0)
 
 
@@ -133,6 +135,11 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def tls_verification(verify: str | bool) -> ssl.SSLContext | bool:
+    """What httpx wants for ``verify``: a CA bundle path becomes an SSL context (httpx deprecates paths)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 Classifier = Callable[[httpx.Response], ConnectorError | None]
@@ -161,7 +168,7 @@ class HttpTransport:
     ):
         self.system = system
         self.classify = classify
-        self.client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, verify=verify)
+        self.client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, verify=tls_verification(verify))
         self.policy = policy or RetryPolicy()
         self.redact = redactor or Redactor()
         self.time_left = time_left or (lambda: 30.0)

@@ -1,0 +1,539 @@
+"""Microsoft Graph (v1.0) client: contacts, events, delta, JSON batching and subscriptions, app-only.
+
+The service layer depends on :class:`GraphMailbox` only; :class:`GraphClient` is the httpx implementation
+and the sandbox in ``local/sandboxes/graph.py`` is what the contract tests run it against.
+
+Decisions:
+- App-only tokens come from the client-credentials grant, one per tenant, cached until shortly before
+  ``expires_in`` runs out; a 401 ``InvalidAuthenticationToken`` refreshes the token once and retries once.
+- Times are always requested in UTC (``Prefer: outlook.timezone="UTC"``): the core converts, never Graph.
+- Delta and paging links are followed only when they point at the configured Graph base URL, so a
+  tampered link can never carry the bearer token to another host.
+- Every error is classified once (:func:`classify`) and the same function classifies each ``$batch``
+  item, so a 412 inside a batch is the same :class:`ConflictError` as a 412 on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from concord.adapters.http import (
+    AuthError,
+    ConflictError,
+    ConnectorError,
+    HttpTransport,
+    NotFoundError,
+    PermanentError,
+    Redactor,
+    ResyncRequired,
+    RetryPolicy,
+    TokenExpired,
+    TransientError,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+SYSTEM = "graph"
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
+LOGIN_URL = "https://login.microsoftonline.com"
+SCOPE = "https://graph.microsoft.com/.default"
+SYNC_FOLDER_NAME = "Salesforce Sync"
+BATCH_LIMIT = 20  # https://learn.microsoft.com/en-us/graph/json-batching ("up to 20")
+MAX_SUBSCRIPTION_MINUTES = 10080  # Outlook contacts/events/messages: 7 days
+PREFER_UTC = 'outlook.timezone="UTC"'
+_MAX_PAGES = 1000  # a guard against a server that never ends a round
+
+
+# ------------------------------------------------------------------------------------------ the contract
+
+
+@dataclass(frozen=True)
+class DeltaResult:
+    """One finished delta round: what changed, what went, and the cursor for the next round."""
+
+    changed: list[dict[str, Any]]
+    removed: list[str]
+    delta_link: str
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One ``$batch`` sub-request; ``url`` is relative to the version root (``/users/{id}/events``)."""
+
+    id: str
+    method: str
+    url: str
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One ``$batch`` answer; ``error`` is what :func:`classify` made of a non-2xx status."""
+
+    id: str
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+    error: ConnectorError | None
+
+
+class GraphMailbox(Protocol):
+    """What the service layer uses of a Microsoft 365 mailbox. Ids are Graph ids; users are ids or UPNs.
+
+    Errors: :class:`NotFoundError`, :class:`ConflictError` (stale etag), :class:`ResyncRequired` (stale
+    delta link: do a full delta again), :class:`TransientError` (retry later), :class:`AuthError`,
+    :class:`PermanentError`.
+    """
+
+    def ensure_contact_folder(self, user: str, name: str = SYNC_FOLDER_NAME) -> str: ...
+    def get_contact(self, user: str, contact_id: str) -> dict[str, Any]: ...
+    def list_contacts(self, user: str, folder_id: str) -> list[dict[str, Any]]: ...
+    def create_contact(self, user: str, folder_id: str, contact: Mapping[str, Any]) -> dict[str, Any]: ...
+    def update_contact(
+        self, user: str, contact_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]: ...
+    def delete_contact(self, user: str, contact_id: str) -> None: ...
+    def contacts_delta(self, user: str, folder_id: str, delta_link: str | None = None) -> DeltaResult: ...
+    def get_event(self, user: str, event_id: str) -> dict[str, Any]: ...
+    def list_events(self, user: str, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
+    def create_event(self, user: str, event: Mapping[str, Any]) -> dict[str, Any]: ...
+    def update_event(
+        self, user: str, event_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]: ...
+    def delete_event(self, user: str, event_id: str) -> None: ...
+    def events_delta(self, user: str, start: datetime, end: datetime, delta_link: str | None = None) -> DeltaResult: ...
+    def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]: ...
+    def create_subscription(
+        self,
+        resource: str,
+        notification_url: str,
+        client_state: str,
+        *,
+        lifecycle_url: str | None = None,
+        expiration: datetime | None = None,
+        change_type: str = "created,updated,deleted",
+    ) -> dict[str, Any]: ...
+    def renew_subscription(self, subscription_id: str, expiration: datetime | None = None) -> dict[str, Any]: ...
+    def delete_subscription(self, subscription_id: str) -> None: ...
+    def reauthorize_subscription(self, subscription_id: str) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+@dataclass(frozen=True)
+class GraphCredentials:
+    """An app registration's client secret for one tenant. ``repr`` never shows the secret."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class TokenCache:
+    """Access tokens per (login URL, tenant, client id); share one across clients in a Lambda container."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        with self._lock:
+            token = self._tokens.get(key)
+        # Refresh a minute early: a token that expires in flight costs a 401 and a second call.
+        if token is None or token.expires_at - 60 <= time.time():
+            return None
+        return token.value
+
+    def put(self, key: tuple[str, str, str], value: str, expires_in: float) -> None:
+        with self._lock:
+            self._tokens[key] = _Token(value, time.time() + expires_in)
+
+    def drop(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+
+
+# ------------------------------------------------------------------------------------------ classify
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+    """``(code, message)`` from a Graph error (``{"error": {"code", "message"}}``) or an Entra token error
+    (``{"error": "invalid_client", "error_description": "AADSTS7000215: ..."}``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.reason_phrase
+    if not isinstance(body, dict):
+        return None, response.reason_phrase
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error.get("code"), str(error.get("message") or response.reason_phrase)
+    if isinstance(error, str):
+        # The AADSTS description ends with trace/correlation ids and a timestamp: keep the first line.
+        description = str(body.get("error_description") or "").splitlines()
+        return error, description[0] if description else error
+    return None, response.reason_phrase
+
+
+_RESYNC_CODES = {"syncstatenotfound", "syncstateinvalid", "resyncrequired"}
+_AUTH_CODES = {"invalid_client", "unauthorized_client", "invalid_grant", "invalid_request", "invalid_scope"}
+
+
+def classify(response: httpx.Response) -> ConnectorError | None:
+    """What a Graph or Entra token-endpoint response means (``None`` when it is usable).
+
+    - 429, 503, 504 (and other 5xx): :class:`TransientError` with ``Retry-After`` (seconds), see
+      https://learn.microsoft.com/en-us/graph/throttling
+    - 401 ``InvalidAuthenticationToken``: :class:`TokenExpired` (refresh once); other 401/403: :class:`AuthError`
+    - 404: :class:`NotFoundError`; 409 and 412: :class:`ConflictError`
+    - 410, or a ``syncStateNotFound``-style code: :class:`ResyncRequired`
+      (https://learn.microsoft.com/en-us/graph/delta-query-overview, "synchronization reset")
+    - anything else 4xx: :class:`PermanentError`
+    """
+    status = response.status_code
+    if status < 400:
+        return None
+    code, message = _error_fields(response)
+    text = f"{code}: {message}" if code else message
+    if status == 429 or status >= 500:
+        return TransientError(
+            SYSTEM, text, status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    if status == 401 and code == "InvalidAuthenticationToken":
+        return TokenExpired(SYSTEM, text, status=status, code=code)
+    if status == 410 or (code or "").lower() in _RESYNC_CODES:
+        return ResyncRequired(SYSTEM, text, status=status, code=code)
+    if status in (401, 403) or code in _AUTH_CODES:
+        return AuthError(SYSTEM, text, status=status, code=code)
+    if status == 404:
+        return NotFoundError(SYSTEM, text, status=status, code=code)
+    if status in (409, 412):
+        return ConflictError(SYSTEM, text, status=status, code=code)
+    return PermanentError(SYSTEM, text, status=status, code=code)
+
+
+# ------------------------------------------------------------------------------------------ the client
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("datetimes passed to Graph must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")  # 7 fractional digits, as Graph writes
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="@.")
+
+
+class GraphClient:
+    """The httpx implementation of :class:`GraphMailbox` for one tenant's app registration."""
+
+    def __init__(
+        self,
+        credentials: GraphCredentials,
+        *,
+        graph_url: str = GRAPH_URL,
+        login_url: str = LOGIN_URL,
+        verify: str | bool = True,
+        client: httpx.Client | None = None,
+        time_left: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
+        page_size: int | None = None,
+    ):
+        self._credentials = credentials
+        self.graph_url = graph_url.rstrip("/")
+        self.login_url = login_url.rstrip("/")
+        self.redact = Redactor()
+        self.redact.add(credentials.client_secret)
+        self.transport = HttpTransport(
+            SYSTEM,
+            classify,
+            client=client,
+            verify=verify,
+            policy=policy,
+            redactor=self.redact,
+            time_left=time_left,
+            sleep=sleep,
+        )
+        self._tokens = token_cache or TokenCache()
+        self._token_key = (self.login_url, credentials.tenant_id, credentials.client_id)
+        self.page_size = page_size
+
+    def __repr__(self) -> str:
+        return f"GraphClient(tenant={self._credentials.tenant_id!r}, graph_url={self.graph_url!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- auth
+
+    def _token(self) -> str:
+        cached = self._tokens.get(self._token_key)
+        if cached:
+            return cached
+        creds = self._credentials
+        response = self.transport.request(
+            "POST",
+            f"{self.login_url}/{_seg(creds.tenant_id)}/oauth2/v2.0/token",
+            data={
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+                "scope": SCOPE,
+                "grant_type": "client_credentials",
+            },
+        )
+        body = response.json()
+        token = str(body["access_token"])
+        self.redact.add(token)
+        self._tokens.put(self._token_key, token, float(body.get("expires_in", 3599)))
+        return token
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One Graph call with the bearer token; on an expired token, refresh once and retry once."""
+        if not url.startswith(self.graph_url + "/"):
+            raise PermanentError(SYSTEM, f"refusing to follow a link outside {self.graph_url}")
+        for attempt in (1, 2):
+            all_headers = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
+            try:
+                return self.transport.request(method, url, params=params, json=json, headers=all_headers)
+            except TokenExpired as exc:
+                self._tokens.drop(self._token_key)
+                if attempt == 2:
+                    raise AuthError(SYSTEM, "access token refused again after a refresh", status=exc.status) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _url(self, *segments: str) -> str:
+        return self.graph_url + "/" + "/".join(_seg(s) for s in segments)
+
+    def _prefer(self, *, utc: bool = False, paged: bool = False) -> dict[str, str]:
+        values = []
+        if utc:
+            values.append(PREFER_UTC)
+        if paged and self.page_size:
+            values.append(f"odata.maxpagesize={self.page_size}")
+        return {"Prefer": ", ".join(values)} if values else {}
+
+    def _pages(
+        self, url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+    ) -> Iterator[dict[str, Any]]:
+        """Each page of a collection or delta round, following ``@odata.nextLink``."""
+        next_url: str | None = url
+        for _ in range(_MAX_PAGES):
+            if next_url is None:
+                return
+            page = self._call("GET", next_url, params=params, headers=headers).json()
+            params = None  # the links carry every parameter from here on
+            yield page
+            next_url = page.get("@odata.nextLink")
+        raise PermanentError(SYSTEM, f"more than {_MAX_PAGES} pages; giving up")
+
+    def _delta(self, url: str, params: Mapping[str, str] | None, utc: bool) -> DeltaResult:
+        changed: dict[str, dict[str, Any]] = {}
+        removed: dict[str, None] = {}
+        delta_link = ""
+        for page in self._pages(url, params, self._prefer(utc=utc, paged=True)):
+            for item in page.get("value", []):
+                # A later page can repeat an item; the last state seen wins.
+                if "@removed" in item:
+                    changed.pop(item["id"], None)
+                    removed[item["id"]] = None
+                else:
+                    removed.pop(item["id"], None)
+                    changed[item["id"]] = item
+            delta_link = page.get("@odata.deltaLink", delta_link)
+        if not delta_link:
+            raise PermanentError(SYSTEM, "delta round ended without an @odata.deltaLink")
+        return DeltaResult(list(changed.values()), list(removed), delta_link)
+
+    @staticmethod
+    def _if_match(etag: str | None) -> dict[str, str]:
+        return {"If-Match": etag} if etag else {}
+
+    # --- contacts
+
+    def ensure_contact_folder(self, user: str, name: str = SYNC_FOLDER_NAME) -> str:
+        """The id of the user's contact folder called ``name``, created when missing."""
+        literal = name.replace("'", "''")  # OData string literal escaping
+        url = self._url("users", user, "contactFolders")
+        for page in self._pages(url, {"$filter": f"displayName eq '{literal}'"}, {}):
+            for folder in page.get("value", []):
+                if folder.get("displayName") == name:
+                    return str(folder["id"])
+        return str(self._call("POST", url, json={"displayName": name}).json()["id"])
+
+    def get_contact(self, user: str, contact_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._url("users", user, "contacts", contact_id)).json())
+
+    def list_contacts(self, user: str, folder_id: str) -> list[dict[str, Any]]:
+        url = self._url("users", user, "contactFolders", folder_id, "contacts")
+        return [c for page in self._pages(url, None, self._prefer(paged=True)) for c in page.get("value", [])]
+
+    def create_contact(self, user: str, folder_id: str, contact: Mapping[str, Any]) -> dict[str, Any]:
+        url = self._url("users", user, "contactFolders", folder_id, "contacts")
+        return dict(self._call("POST", url, json=dict(contact)).json())
+
+    def update_contact(
+        self, user: str, contact_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]:
+        """PATCH; with ``etag`` (the ``@odata.etag`` last read) a concurrent change raises :class:`ConflictError`."""
+        url = self._url("users", user, "contacts", contact_id)
+        return dict(self._call("PATCH", url, json=dict(changes), headers=self._if_match(etag)).json())
+
+    def delete_contact(self, user: str, contact_id: str) -> None:
+        self._call("DELETE", self._url("users", user, "contacts", contact_id))
+
+    def contacts_delta(self, user: str, folder_id: str, delta_link: str | None = None) -> DeltaResult:
+        """A full round (no ``delta_link``) or the changes since ``delta_link``; keep the returned link."""
+        url = delta_link or self._url("users", user, "contactFolders", folder_id, "contacts", "delta")
+        return self._delta(url, None, utc=False)
+
+    # --- events
+
+    def get_event(self, user: str, event_id: str) -> dict[str, Any]:
+        url = self._url("users", user, "events", event_id)
+        return dict(self._call("GET", url, headers=self._prefer(utc=True)).json())
+
+    def list_events(self, user: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        url = self._url("users", user, "calendarView")
+        params = {"startDateTime": _iso(start), "endDateTime": _iso(end)}
+        pages = self._pages(url, params, self._prefer(utc=True, paged=True))
+        return [e for page in pages for e in page.get("value", [])]
+
+    def create_event(self, user: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        url = self._url("users", user, "events")
+        return dict(self._call("POST", url, json=dict(event), headers=self._prefer(utc=True)).json())
+
+    def update_event(
+        self, user: str, event_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]:
+        url = self._url("users", user, "events", event_id)
+        headers = {**self._prefer(utc=True), **self._if_match(etag)}
+        return dict(self._call("PATCH", url, json=dict(changes), headers=headers).json())
+
+    def delete_event(self, user: str, event_id: str) -> None:
+        self._call("DELETE", self._url("users", user, "events", event_id))
+
+    def events_delta(self, user: str, start: datetime, end: datetime, delta_link: str | None = None) -> DeltaResult:
+        """Changes to the default calendar's view ``[start, end)``; the window is fixed by the first round."""
+        if delta_link:
+            return self._delta(delta_link, None, utc=True)
+        url = self._url("users", user, "calendarView", "delta")
+        return self._delta(url, {"startDateTime": _iso(start), "endDateTime": _iso(end)}, utc=True)
+
+    # --- batching
+
+    def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
+        """Run the requests through ``$batch``, 20 per call; results by request id (Graph answers in any
+        order). Requests that depend on each other must sit in the same chunk of 20."""
+        ids = [r.id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise ValueError("batch request ids must be unique")
+        results: dict[str, BatchResult] = {}
+        for offset in range(0, len(requests), BATCH_LIMIT):
+            chunk = requests[offset : offset + BATCH_LIMIT]
+            payload = {"requests": [self._batch_item(r) for r in chunk]}
+            answer = self._call("POST", self.graph_url + "/$batch", json=payload).json()
+            for item in answer.get("responses", []):
+                result = self._batch_result(item)
+                results[result.id] = result
+            missing = [r.id for r in chunk if r.id not in results]
+            if missing:
+                raise TransientError(SYSTEM, f"$batch answered without {len(missing)} of its requests")
+        return results
+
+    @staticmethod
+    def _batch_item(request: BatchRequest) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": request.id, "method": request.method.upper(), "url": request.url}
+        headers = dict(request.headers)
+        if request.body is not None:
+            headers.setdefault("Content-Type", "application/json")  # required whenever a body is present
+            item["body"] = request.body
+        if headers:
+            item["headers"] = headers
+        if request.depends_on:
+            item["dependsOn"] = list(request.depends_on)
+        return item
+
+    def _batch_result(self, item: Mapping[str, Any]) -> BatchResult:
+        status = int(item.get("status", 0))
+        headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+        body = item.get("body")
+        # The same classify as a lone call: build the response it would have been.
+        response = httpx.Response(status, headers=headers, json=body) if body is not None else httpx.Response(status)
+        error = classify(response)
+        if error is not None:
+            error.args = (self.redact(str(error)),)
+        return BatchResult(str(item.get("id")), status, body, headers, error)
+
+    # --- subscriptions
+
+    def create_subscription(
+        self,
+        resource: str,
+        notification_url: str,
+        client_state: str,
+        *,
+        lifecycle_url: str | None = None,
+        expiration: datetime | None = None,
+        change_type: str = "created,updated,deleted",
+    ) -> dict[str, Any]:
+        """Subscribe; Graph validates both URLs before answering. ``expiration`` defaults to the maximum
+        (7 days) less a safety margin; ``client_state`` is a secret of at most 128 characters."""
+        if len(client_state) > 128:
+            raise ValueError("clientState is limited to 128 characters")
+        self.redact.add(client_state)
+        body: dict[str, Any] = {
+            "changeType": change_type,
+            "notificationUrl": notification_url,
+            "resource": resource,
+            "expirationDateTime": _iso(expiration or self.max_expiration()),
+            "clientState": client_state,
+        }
+        if lifecycle_url:
+            body["lifecycleNotificationUrl"] = lifecycle_url
+        return dict(self._call("POST", self.graph_url + "/subscriptions", json=body).json())
+
+    def renew_subscription(self, subscription_id: str, expiration: datetime | None = None) -> dict[str, Any]:
+        """Move the expiry; an expired or removed subscription raises :class:`NotFoundError` (create anew)."""
+        body = {"expirationDateTime": _iso(expiration or self.max_expiration())}
+        return dict(self._call("PATCH", self._url("subscriptions", subscription_id), json=body).json())
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self._call("DELETE", self._url("subscriptions", subscription_id))
+
+    def reauthorize_subscription(self, subscription_id: str) -> None:
+        """Answer a ``reauthorizationRequired`` lifecycle notification."""
+        self._call("POST", self._url("subscriptions", subscription_id, "reauthorize"))
+
+    @staticmethod
+    def max_expiration(margin: timedelta = timedelta(minutes=10)) -> datetime:
+        """The latest expiry Graph accepts for Outlook resources, less ``margin`` for clock skew."""
+        return datetime.now(UTC) + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES) - margin

@@ -1,0 +1,1288 @@
+"""A Microsoft Graph (v1.0) and Entra ID token endpoint stand-in: mailboxes in memory, delta, $batch,
+subscriptions with the validation handshake, change and lifecycle notifications.
+
+One server plays both hosts: the token endpoint at ``/{tenant}/oauth2/v2.0/token`` (login.microsoftonline.com)
+and Graph under ``/v1.0/`` (graph.microsoft.com). Point a client's ``login_url`` at ``sandbox.url`` and
+its ``graph_url`` at ``sandbox.graph_url``.
+
+Beyond the shared fault switches: :meth:`GraphSandbox.invalidate_delta_tokens` (every delta/skip token
+answers 410 from then on), :meth:`GraphSandbox.expire_subscription`, :meth:`GraphSandbox.lifecycle`
+(``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``), each also on the admin endpoint:
+``POST /_sandbox/delta/invalidate``, ``POST /_sandbox/subscriptions/{id}/expire``,
+``POST /_sandbox/subscriptions/{id}/lifecycle {"event": "missed"}``.
+
+Not modelled: recurrence expansion in calendarView (a series master is one item), attendees' own
+mailboxes, messages, rich notifications (resource data), encryption certificates.
+
+Run it with seed data: ``PYTHONPATH=layers/concord .venv/bin/python -m local.sandboxes.graph --port 8443``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from local.sandboxes import seed
+from local.sandboxes.server import HttpError, Pusher, Request, Response, Sandbox, ca_bundle_path, route
+
+
+def _resolve_zone(name: str) -> ZoneInfo:
+    """Windows or IANA zone names, through the layer's table when the layer is on the path."""
+    try:
+        from concord.core.timezones import resolve_zone
+    except ImportError:  # plain ``python -m`` without the layer: IANA names only
+        return ZoneInfo(name)
+    return resolve_zone(name)
+
+
+SCOPE = "https://graph.microsoft.com/.default"
+MAX_SUBSCRIPTION_MINUTES = 10080
+BATCH_LIMIT = 20
+SEED_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+SEED_CLIENT_ID = "5a3f0c52-7c1e-4d3a-9c38-0d0f5b8a1e01"
+SEED_CLIENT_SECRET = "sandbox~graph~secret~0123456789"  # a throwaway credential for the local sandbox only
+SEED_USER_ID = "6e7b768e-07e2-4810-8459-485f84f8f204"
+
+_CONTACT_TYPE = "#microsoft.graph.contact"
+_EVENT_TYPE = "#microsoft.graph.event"
+_READ_ONLY = {"id", "changeKey", "createdDateTime", "lastModifiedDateTime", "parentFolderId", "@odata.etag", "iCalUId"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime | None = None) -> str:
+    return (moment or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp7(moment: datetime) -> str:
+    """Graph's 7-fractional-digit timestamps (``2026-11-20T18:23:45.9356913+00:00``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+00:00"
+
+
+def _parse_time(value: str) -> datetime:
+    """An ISO 8601 instant; Graph writes 7 fractional digits, Python reads at most 6."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _new_id(prefix: str = "AAMkAGI2") -> str:
+    return prefix + base64.urlsafe_b64encode(secrets.token_bytes(30)).decode().rstrip("=")
+
+
+def _change_key() -> str:
+    return "EQAAABYAAAA" + base64.b64encode(secrets.token_bytes(12)).decode()
+
+
+def _prefer(request: Request) -> tuple[str | None, int | None]:
+    """``(outlook.timezone, odata.maxpagesize)`` from the ``Prefer`` header(s)."""
+    header = request.headers.get("prefer", "")
+    zone = re.search(r'outlook\.timezone\s*=\s*"([^"]+)"', header)
+    size = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", header)
+    return (zone.group(1) if zone else None), (int(size.group(1)) if size else None)
+
+
+def _wall_to_utc(value: dict[str, Any]) -> datetime:
+    """A Graph ``dateTimeTimeZone`` (wall time + zone name, Windows or IANA) as a UTC instant."""
+    naive = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", str(value["dateTime"])).replace("Z", ""))
+    return naive.replace(tzinfo=_resolve_zone(str(value.get("timeZone") or "UTC"))).astimezone(UTC)
+
+
+def _wall_in(value: dict[str, Any], zone_name: str) -> dict[str, Any]:
+    moment = _wall_to_utc(value).astimezone(_resolve_zone(zone_name))
+    return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0", "timeZone": zone_name}
+
+
+@dataclass
+class Collection:
+    """A contact folder or the default calendar, with what delta needs: a change sequence and tombstones."""
+
+    id: str
+    display_name: str
+    kind: str  # "contacts" | "events"
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seq_of: dict[str, int] = field(default_factory=dict)
+    tombstones: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Mailbox:
+    user_id: str  # a GUID, as Graph's notifications name users
+    upn: str
+    tenant: str
+    contacts: Collection  # the default Contacts folder
+    folders: dict[str, Collection]  # child contact folders
+    calendar: Collection
+
+    def folder(self, folder_id: str) -> Collection:
+        if folder_id == self.contacts.id:
+            return self.contacts
+        if folder_id not in self.folders:
+            raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return self.folders[folder_id]
+
+    def find_contact(self, contact_id: str) -> tuple[Collection, dict[str, Any]]:
+        for folder in (self.contacts, *self.folders.values()):
+            if contact_id in folder.items:
+                return folder, folder.items[contact_id]
+        raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+@dataclass
+class DeltaState:
+    user_id: str
+    collection_id: str
+    kind: str
+    window: tuple[datetime, datetime] | None
+    page_size: int
+    since: int = 0  # for a delta token: changes after this sequence number
+    pending: list[str] = field(default_factory=list)  # for a skip token: ids still to send this round
+    upto: int = 0
+
+
+@dataclass
+class Subscription:
+    id: str
+    tenant: str
+    app_id: str
+    resource: str
+    user_id: str
+    kind: str  # "contacts" | "events" | "messages"
+    collection_id: str | None
+    change_types: set[str]
+    change_type: str
+    notification_url: str
+    lifecycle_url: str | None
+    client_state: str | None
+    expiration: datetime
+    needs_reauthorization: bool = False
+
+    def live(self) -> bool:
+        return self.expiration > _now()
+
+
+class GraphSandbox(Sandbox):
+    """Microsoft Graph and its token endpoint on 127.0.0.1; see the module docstring."""
+
+    name: ClassVar[str] = "graph"
+    USER = r"/v1\.0/users/(?P<user>[^/]+)"
+
+    def __init__(
+        self,
+        *,
+        tls: bool = True,
+        port: int = 0,
+        validation_timeout_s: float = 10.0,
+        notification_window_s: float = 0.05,
+        webhook_verify: bool | str = True,
+        rng: random.Random | None = None,
+    ):
+        super().__init__(tls=tls, port=port)
+        self.validation_timeout_s = validation_timeout_s
+        self.notification_window_s = notification_window_s
+        self.webhook_verify = webhook_verify
+        self._random = rng or random.Random()  # shuffles $batch answers; not security-relevant
+        self._lock = threading.RLock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.apps: dict[str, dict[str, str]] = {}  # tenant → client id → secret
+        self.mailboxes: dict[str, Mailbox] = {}  # user GUID → mailbox
+        self.subscriptions: dict[str, Subscription] = {}
+        self._delta_tokens: dict[str, DeltaState] = {}
+        self._seq = 0
+        self._outbox: dict[str, list[dict[str, Any]]] = {}
+        self._timers: dict[str, threading.Timer] = {}
+        self.batch_item_throttle = 0
+        self.batch_item_retry_after = 1.0
+        self.pusher = Pusher(self.faults)
+
+    # ------------------------------------------------------------------------------ python controls
+
+    def reset(self) -> None:
+        """Forget tenants, mailboxes, subscriptions and delta tokens; clear faults (then ``seed()`` again)."""
+        super().reset()
+        with self._lock:
+            for timer in self._timers.values():
+                timer.cancel()
+            self.pusher.close()
+            self._clear()
+
+    def stop(self) -> None:
+        super().stop()
+        self.pusher.close()
+
+    @property
+    def graph_url(self) -> str:
+        return self.url + "/v1.0"
+
+    def add_app(self, tenant: str, client_id: str, client_secret: str) -> None:
+        """Register an app (client id + secret) in a tenant; the token endpoint accepts it from then on."""
+        with self._lock:
+            self.apps.setdefault(tenant, {})[client_id] = client_secret
+
+    def add_user(self, tenant: str, upn: str, user_id: str | None = None) -> Mailbox:
+        with self._lock:
+            self.apps.setdefault(tenant, {})
+            mailbox = Mailbox(
+                user_id=user_id or str(uuid.uuid4()),
+                upn=upn.lower(),
+                tenant=tenant,
+                contacts=Collection(_new_id("AQMkAD"), "Contacts", "contacts"),
+                folders={},
+                calendar=Collection(_new_id("AQMkAD"), "Calendar", "events"),
+            )
+            self.mailboxes[mailbox.user_id] = mailbox
+            return mailbox
+
+    def mailbox(self, user: str) -> Mailbox:
+        key = unquote(user).lower()
+        for mailbox in self.mailboxes.values():
+            if key in (mailbox.user_id, mailbox.upn):
+                return mailbox
+        raise HttpError(404, "ErrorInvalidUser", f"The requested user '{unquote(user)}' is invalid.")
+
+    def add_contact_folder(self, user: str, name: str) -> str:
+        with self._lock:
+            mailbox = self.mailbox(user)
+            folder = Collection(_new_id("AAMkAGI2AAEO"), name, "contacts")
+            mailbox.folders[folder.id] = folder
+            return folder.id
+
+    def put_contact(self, user: str, fields: dict[str, Any], folder_id: str | None = None) -> dict[str, Any]:
+        """Create a contact as if the user had added it in Outlook (notifies subscribers)."""
+        mailbox = self.mailbox(user)
+        return self._create(mailbox, mailbox.folder(folder_id or mailbox.contacts.id), fields)
+
+    def put_event(self, user: str, fields: dict[str, Any]) -> dict[str, Any]:
+        mailbox = self.mailbox(user)
+        return self._create(mailbox, mailbox.calendar, fields)
+
+    def edit(self, user: str, item_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a contact or event as the user would in Outlook: new changeKey, notifications."""
+        mailbox = self.mailbox(user)
+        collection = self._collection_of(mailbox, item_id)
+        return self._update(mailbox, collection, item_id, changes, None)
+
+    def remove(self, user: str, item_id: str) -> None:
+        mailbox = self.mailbox(user)
+        self._delete(mailbox, self._collection_of(mailbox, item_id), item_id)
+
+    def invalidate_delta_tokens(self) -> None:
+        """Every delta and skip token issued so far answers 410 from now on (a full resync is needed)."""
+        with self._lock:
+            self._delta_tokens.clear()
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        with self._lock:
+            self.subscriptions[subscription_id].expiration = _now() - timedelta(seconds=1)
+
+    def lifecycle(self, subscription_id: str, event: str) -> None:
+        """Send a lifecycle notification: ``reauthorizationRequired``, ``subscriptionRemoved`` (the
+        subscription is gone afterwards) or ``missed``."""
+        if event not in ("reauthorizationRequired", "subscriptionRemoved", "missed"):
+            raise ValueError(f"unknown lifecycle event {event!r}")
+        with self._lock:
+            sub = self.subscriptions[subscription_id]
+            if event == "reauthorizationRequired":
+                sub.needs_reauthorization = True
+            if event == "subscriptionRemoved":
+                del self.subscriptions[subscription_id]
+        item = {
+            "subscriptionId": sub.id,
+            "subscriptionExpirationDateTime": _stamp7(sub.expiration),
+            "tenantId": sub.tenant,
+            "clientState": sub.client_state,
+            "lifecycleEvent": event,
+        }
+        if sub.lifecycle_url:
+            self._push(sub.lifecycle_url, [item])
+
+    def throttle_batch_items(self, calls: int, retry_after: float = 1.0) -> None:
+        """The next ``calls`` $batch sub-requests answer 429 inside an otherwise successful batch."""
+        with self._lock:
+            self.batch_item_throttle, self.batch_item_retry_after = calls, retry_after
+
+    def flush_notifications(self) -> None:
+        """Send every notification still waiting for its batching window now."""
+        with self._lock:
+            urls = list(self._outbox)
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+        for url in urls:
+            self._flush(url)
+
+    def wait_notifications(self, timeout: float = 10.0) -> bool:
+        """Flush, then wait until the pusher has delivered (or abandoned) everything queued."""
+        self.flush_notifications()
+        return self.pusher.wait_idle(timeout)
+
+    def seed(self) -> None:
+        """One tenant, app and mailbox (``seed.M365_USER``) with a "Salesforce Sync" folder holding the people
+        flagged ``in_m365``, two private contacts in the default folder (never synced), and a calendar with
+        the seed meetings flagged ``in_m365`` plus a private event and one organized by someone else."""
+        self.add_app(SEED_TENANT, SEED_CLIENT_ID, SEED_CLIENT_SECRET)
+        mailbox = self.add_user(SEED_TENANT, seed.M365_USER, SEED_USER_ID)
+        folder_id = self.add_contact_folder(mailbox.upn, "Salesforce Sync")
+        names = {p.email: f"{p.first} {p.last}" for p in seed.PEOPLE}
+        for person in seed.PEOPLE:
+            if person.in_m365:
+                self.put_contact(
+                    mailbox.upn,
+                    {
+                        "givenName": person.first,
+                        "surname": person.last,
+                        "emailAddresses": [{"name": f"{person.first} {person.last}", "address": person.email}],
+                        "businessPhones": [person.phone],
+                        "jobTitle": person.title,
+                        "companyName": person.company,
+                    },
+                    folder_id,
+                )
+        for first, last, email in (("Pat", "Plumber", "pat@plumbing.example"), ("Mum", "", "mum@family.example")):
+            self.put_contact(
+                mailbox.upn,
+                {"givenName": first, "surname": last, "emailAddresses": [{"name": first, "address": email}]},
+            )
+        organizer = {"emailAddress": {"name": "Alex Wilber", "address": seed.M365_USER}}
+        for meeting in seed.MEETINGS:
+            if meeting.in_m365:
+                self.put_event(
+                    mailbox.upn,
+                    {
+                        "subject": meeting.subject,
+                        "iCalUId": meeting.ical_uid,
+                        "start": {"dateTime": meeting.start.removesuffix("Z"), "timeZone": "UTC"},
+                        "end": {"dateTime": meeting.end.removesuffix("Z"), "timeZone": "UTC"},
+                        "location": {"displayName": meeting.location},
+                        "organizer": organizer,
+                        "attendees": [
+                            {
+                                "emailAddress": {"name": names.get(a, a), "address": a},
+                                "type": "required",
+                                "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+                            }
+                            for a in meeting.attendees
+                        ],
+                    },
+                )
+        self.put_event(
+            mailbox.upn,
+            {
+                "subject": "Dentist",
+                "sensitivity": "private",
+                "start": {"dateTime": "2026-12-02T08:00:00", "timeZone": "Pacific Standard Time"},
+                "end": {"dateTime": "2026-12-02T09:00:00", "timeZone": "Pacific Standard Time"},
+                "organizer": organizer,
+            },
+        )
+        self.put_event(
+            mailbox.upn,
+            {
+                "subject": "Navy briefing",
+                "start": {"dateTime": "2026-12-04T14:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-04T15:00:00", "timeZone": "UTC"},
+                "organizer": {"emailAddress": {"name": "Grace Hopper", "address": "grace@navy.example"}},
+                "isOrganizer": False,
+                "responseStatus": {"response": "accepted", "time": "2026-11-01T10:00:00Z"},
+                "attendees": [
+                    {
+                        "emailAddress": {"name": "Alex Wilber", "address": seed.M365_USER},
+                        "type": "required",
+                        "status": {"response": "accepted", "time": "2026-11-01T10:00:00Z"},
+                    }
+                ],
+            },
+        )
+
+    # ------------------------------------------------------------------------------ sandbox hooks
+
+    def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
+        request_id = str(uuid.uuid4())
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {"date": _stamp(), "request-id": request_id, "client-request-id": request_id},
+                **extra,
+            }
+        }
+        headers = {"request-id": request_id, "client-request-id": request_id}
+        if status == 401:
+            headers["WWW-Authenticate"] = (
+                'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+                'client_id="00000003-0000-0000-c000-000000000000"'
+            )
+        return Response(status, body, headers)
+
+    def throttled(self, retry_after: float) -> Response:
+        # Outlook resources name mailbox throttling this way: https://learn.microsoft.com/en-us/graph/throttling-limits
+        response = self.error(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
+        response.headers["Retry-After"] = str(int(retry_after) if retry_after == int(retry_after) else retry_after)
+        return response
+
+    def public_paths(self) -> tuple[str, ...]:
+        return ("/_sandbox/", "/{tenant}/oauth2/v2.0/token")
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        with self._lock:
+            state.update(
+                tenants=sorted(self.apps),
+                mailboxes={
+                    m.upn: {
+                        "user_id": m.user_id,
+                        "contacts": len(m.contacts.items) + sum(len(f.items) for f in m.folders.values()),
+                        "folders": {f.display_name: f.id for f in m.folders.values()},
+                        "events": len(m.calendar.items),
+                    }
+                    for m in self.mailboxes.values()
+                },
+                subscriptions=[
+                    {"id": s.id, "resource": s.resource, "expires": _stamp(s.expiration), "live": s.live()}
+                    for s in self.subscriptions.values()
+                ],
+                delta_tokens=len(self._delta_tokens),
+                pushes_delivered=len(self.pusher.delivered),
+                pushes_abandoned=len(self.pusher.abandoned),
+            )
+        return state
+
+    def _admin(self, request: Request) -> Response:
+        action = request.path.removeprefix("/_sandbox/")
+        if request.method == "POST" and action == "delta/invalidate":
+            self.invalidate_delta_tokens()
+            return Response(200, {"invalidated": True})
+        match = re.fullmatch(r"subscriptions/([^/]+)/(expire|lifecycle)", action)
+        if request.method == "POST" and match:
+            if match.group(1) not in self.subscriptions:
+                return Response(404, {"error": f"no subscription {match.group(1)}"})
+            if match.group(2) == "expire":
+                self.expire_subscription(match.group(1))
+            else:
+                try:
+                    self.lifecycle(match.group(1), str((request.json() or {}).get("event")))
+                except ValueError as exc:
+                    return Response(400, {"error": str(exc)})
+            return Response(200, {"ok": True})
+        return super()._admin(request)
+
+    # ------------------------------------------------------------------------------ token endpoint
+
+    @staticmethod
+    def _aad_error(status: int, error: str, code: int, description: str) -> Response:
+        """The Entra ID (AADSTS) error shape:
+        https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"""
+        trace, correlation, stamp = str(uuid.uuid4()), str(uuid.uuid4()), _now().strftime("%Y-%m-%d %H:%M:%SZ")
+        return Response(
+            status,
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
+                f"Timestamp: {stamp}",
+                "error_codes": [code],
+                "timestamp": stamp,
+                "trace_id": trace,
+                "correlation_id": correlation,
+                "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+            },
+        )
+
+    @route("POST", r"/(?P<tenant>[^/_][^/]*)/oauth2/v2\.0/token")
+    def token(self, request: Request) -> Response:
+        form = request.form()
+        tenant = request.params["tenant"]
+        if form.get("grant_type") != "client_credentials":
+            return self._aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        if tenant not in self.apps:
+            return self._aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        client_id = form.get("client_id", "")
+        if client_id not in self.apps[tenant]:
+            return self._aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
+        if form.get("scope") != SCOPE:
+            return self._aad_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid.")
+        if not secrets.compare_digest(form.get("client_secret", ""), self.apps[tenant][client_id]):
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
+                f"value, not the client secret ID, for a secret added to app '{client_id}'.",
+            )
+        token, lifetime = self.tokens.issue(tid=tenant, appid=client_id)
+        return Response(
+            200,
+            {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token},
+        )
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _claims(self, request: Request) -> dict[str, Any]:
+        token = request.bearer()
+        if not token:
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        claims = self.tokens.check(token)
+        if claims is None:
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        return claims
+
+    def _user(self, request: Request) -> Mailbox:
+        claims = self._claims(request)
+        mailbox = self.mailbox(request.params["user"])
+        if mailbox.tenant != claims["tid"]:  # another tenant's user does not exist for this token
+            raise HttpError(
+                404, "ErrorInvalidUser", f"The requested user '{unquote(request.params['user'])}' is invalid."
+            )
+        return mailbox
+
+    def _collection_of(self, mailbox: Mailbox, item_id: str) -> Collection:
+        if item_id in mailbox.calendar.items:
+            return mailbox.calendar
+        return mailbox.find_contact(item_id)[0]
+
+    def _render(self, collection: Collection, item: dict[str, Any], zone: str | None) -> dict[str, Any]:
+        out = {"@odata.etag": f'W/"{item["changeKey"]}"', **copy.deepcopy(item)}
+        if collection.kind == "events":
+            target = zone or "UTC"  # Graph answers in UTC unless Prefer: outlook.timezone says otherwise
+            for key in ("start", "end"):
+                if isinstance(out.get(key), dict) and out[key].get("dateTime"):
+                    out[key] = _wall_in(out[key], target)
+        return out
+
+    def _bump(self, collection: Collection, item_id: str) -> int:
+        self._seq += 1
+        collection.seq_of[item_id] = self._seq
+        return self._seq
+
+    def _create(self, mailbox: Mailbox, collection: Collection, fields: dict[str, Any]) -> dict[str, Any]:
+        now = _stamp()
+        fields = {k: v for k, v in fields.items() if k not in _READ_ONLY or k == "iCalUId"}
+        base: dict[str, Any] = {"id": _new_id(), "createdDateTime": now, "lastModifiedDateTime": now}
+        if collection.kind == "contacts":
+            item = {**base, **self._contact_defaults(), "parentFolderId": collection.id, **fields}
+            if not item.get("displayName"):
+                item["displayName"] = " ".join(p for p in (item.get("givenName"), item.get("surname")) if p)
+        else:
+            for key in ("start", "end"):
+                if key in fields:
+                    self._check_time(fields[key])
+            item = {**base, **self._event_defaults(mailbox), **fields}
+            item["bodyPreview"] = str((item.get("body") or {}).get("content") or "")[:255]
+        item["changeKey"] = _change_key()
+        with self._lock:
+            collection.items[item["id"]] = item
+            self._bump(collection, item["id"])
+        self._notify(mailbox, collection, item, "created")
+        return self._render(collection, item, None)
+
+    def _update(
+        self, mailbox: Mailbox, collection: Collection, item_id: str, changes: dict[str, Any], if_match: str | None
+    ) -> dict[str, Any]:
+        with self._lock:
+            item = collection.items.get(item_id)
+            if item is None:
+                raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+            if if_match and if_match.strip() != "*" and if_match.strip() != f'W/"{item["changeKey"]}"':
+                # https://learn.microsoft.com/en-us/graph/api/event-update ; the code and message Exchange sends
+                raise HttpError(
+                    412,
+                    "ErrorIrresolvableConflict",
+                    "The send or update operation could not be performed because the change key passed in the "
+                    "request does not match the current change key for the item.",
+                )
+            for key in ("start", "end"):
+                if key in changes:
+                    self._check_time(changes[key])
+            item.update({k: v for k, v in changes.items() if k not in _READ_ONLY})
+            renamed = "givenName" in changes or "surname" in changes
+            if collection.kind == "contacts" and renamed and "displayName" not in changes:
+                item["displayName"] = " ".join(p for p in (item.get("givenName"), item.get("surname")) if p)
+            if collection.kind == "events" and "body" in changes:
+                item["bodyPreview"] = str((item.get("body") or {}).get("content") or "")[:255]
+            item["changeKey"] = _change_key()
+            item["lastModifiedDateTime"] = _stamp()
+            self._bump(collection, item_id)
+        self._notify(mailbox, collection, item, "updated")
+        return self._render(collection, item, None)
+
+    def _delete(self, mailbox: Mailbox, collection: Collection, item_id: str) -> None:
+        with self._lock:
+            item = collection.items.pop(item_id, None)
+            if item is None:
+                raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+            self._seq += 1
+            collection.seq_of.pop(item_id, None)
+            collection.tombstones[item_id] = self._seq
+        self._notify(mailbox, collection, item, "deleted")
+
+    @staticmethod
+    def _check_time(value: Any) -> None:
+        if not isinstance(value, dict) or not value.get("dateTime"):
+            raise HttpError(400, "ErrorInvalidRequest", "Your request can't be completed. A dateTime is required.")
+        zone = str(value.get("timeZone") or "UTC")
+        try:
+            _wall_to_utc(value)
+        except (ValueError, KeyError, LookupError) as exc:
+            raise HttpError(
+                400,
+                "TimeZoneNotSupportedException",
+                f"A valid TimeZone value must be specified. The following TimeZone value is not supported: '{zone}'.",
+            ) from exc
+
+    @staticmethod
+    def _contact_defaults() -> dict[str, Any]:
+        return {
+            "categories": [],
+            "birthday": None,
+            "fileAs": "",
+            "displayName": "",
+            "givenName": None,
+            "initials": None,
+            "middleName": None,
+            "nickName": None,
+            "surname": None,
+            "title": None,
+            "jobTitle": None,
+            "companyName": None,
+            "department": None,
+            "officeLocation": None,
+            "businessHomePage": None,
+            "homePhones": [],
+            "mobilePhone": None,
+            "businessPhones": [],
+            "personalNotes": "",
+            "emailAddresses": [],
+            "homeAddress": {},
+            "businessAddress": {},
+            "otherAddress": {},
+        }
+
+    def _event_defaults(self, mailbox: Mailbox) -> dict[str, Any]:
+        return {
+            "categories": [],
+            "originalStartTimeZone": "UTC",
+            "originalEndTimeZone": "UTC",
+            "iCalUId": "040000008200E00074C5B7101A82E00800000000" + secrets.token_hex(16).upper(),
+            "reminderMinutesBeforeStart": 15,
+            "isReminderOn": True,
+            "hasAttachments": False,
+            "subject": "",
+            "bodyPreview": "",
+            "importance": "normal",
+            "sensitivity": "normal",
+            "isAllDay": False,
+            "isCancelled": False,
+            "isOrganizer": True,
+            "responseRequested": True,
+            "seriesMasterId": None,
+            "showAs": "busy",
+            "type": "singleInstance",
+            "webLink": f"https://outlook.office365.com/owa/?itemid={secrets.token_hex(8)}&exvsurl=1&path=/calendar/item",
+            "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"},
+            "body": {"contentType": "html", "content": ""},
+            "start": {"dateTime": _now().strftime("%Y-%m-%dT%H:00:00.0000000"), "timeZone": "UTC"},
+            "end": {
+                "dateTime": (_now() + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:00.0000000"),
+                "timeZone": "UTC",
+            },
+            "location": {"displayName": "", "locationType": "default", "uniqueIdType": "unknown"},
+            "locations": [],
+            "recurrence": None,
+            "attendees": [],
+            "organizer": {"emailAddress": {"name": mailbox.upn, "address": mailbox.upn}},
+        }
+
+    def _in_window(self, item: dict[str, Any], window: tuple[datetime, datetime] | None) -> bool:
+        if window is None:
+            return True
+        try:
+            start, end = _wall_to_utc(item["start"]), _wall_to_utc(item["end"])
+        except (KeyError, ValueError, LookupError):
+            return False
+        return start < window[1] and end > window[0]
+
+    def _collection_page(
+        self, request: Request, collection: Collection, window: tuple[datetime, datetime] | None
+    ) -> Response:
+        """A plain (non-delta) list, paged with ``$top``/``$skip`` and ``@odata.nextLink``."""
+        zone, max_page = _prefer(request)
+        size = int(request.arg("$top") or max_page or 10)
+        skip = int(request.arg("$skip") or 0)
+        with self._lock:
+            items = [i for i in collection.items.values() if self._in_window(i, window)]
+            if collection.kind == "events":
+                items.sort(key=lambda i: _wall_to_utc(i["start"]))
+            page = [self._render(collection, i, zone) for i in items[skip : skip + size]]
+        body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#{collection.kind}", "value": page}
+        if skip + size < len(items):
+            query = {k: v[-1] for k, v in request.query.items()}
+            query.update({"$top": str(size), "$skip": str(skip + size)})
+            body["@odata.nextLink"] = f"{self.url}{request.path}?{urlencode(query)}"
+        return self._ok(body, zone)
+
+    @staticmethod
+    def _ok(body: Any, zone: str | None = None, status: int = 200) -> Response:
+        headers = {"Preference-Applied": f'outlook.timezone="{zone}"'} if zone else {}
+        return Response(status, body, headers)
+
+    # ------------------------------------------------------------------------------ delta
+
+    def _delta(self, request: Request, mailbox: Mailbox, collection: Collection, window_required: bool) -> Response:
+        """One page of a delta round: https://learn.microsoft.com/en-us/graph/delta-query-overview"""
+        zone, max_page = _prefer(request)
+        query = {k.lower(): v[-1] for k, v in request.query.items()}
+        skip_token, delta_token = query.get("$skiptoken"), query.get("$deltatoken")
+        with self._lock:
+            if skip_token or delta_token:
+                state = self._delta_tokens.get(skip_token or delta_token or "")
+                if state is None or state.collection_id != collection.id:
+                    raise HttpError(
+                        410,
+                        "syncStateNotFound",
+                        "The sync state generation is not found. The delta token is expired and data must be "
+                        "synchronized again.",
+                    )
+                window, size = state.window, state.page_size
+                if skip_token:
+                    pending, upto = list(state.pending), state.upto
+                else:
+                    pending, upto = self._changed_since(collection, state.since), self._seq
+            else:
+                window = self._window(request) if window_required else None
+                size = max_page or 10
+                pending = [
+                    i
+                    for i, item in sorted(collection.items.items(), key=lambda kv: collection.seq_of.get(kv[0], 0))
+                    if self._in_window(item, window)
+                ]
+                upto = self._seq
+            page, rest = pending[:size], pending[size:]
+            values = [self._delta_entry(collection, item_id, window, zone) for item_id in page]
+            token = secrets.token_urlsafe(24)
+            state = DeltaState(mailbox.user_id, collection.id, collection.kind, window, size, upto=upto)
+            if rest:
+                state.pending = rest
+                link_key, param = "@odata.nextLink", "$skiptoken"
+            else:
+                state.since = upto
+                link_key, param = "@odata.deltaLink", "$deltatoken"
+            self._delta_tokens[token] = state
+        body = {
+            "@odata.context": f"{self.graph_url}/$metadata#Collection({collection.kind})",
+            "value": values,
+            link_key: f"{self.url}{request.path}?{urlencode({param: token})}",
+        }
+        return self._ok(body, zone)
+
+    def _changed_since(self, collection: Collection, since: int) -> list[str]:
+        changes = [(seq, i) for i, seq in collection.seq_of.items() if seq > since]
+        changes += [(seq, i) for i, seq in collection.tombstones.items() if seq > since]
+        return [i for _, i in sorted(changes)]
+
+    def _delta_entry(
+        self, collection: Collection, item_id: str, window: tuple[datetime, datetime] | None, zone: str | None
+    ) -> dict[str, Any]:
+        item = collection.items.get(item_id)
+        if item is not None and self._in_window(item, window):
+            return self._render(collection, item, zone)
+        kind = _CONTACT_TYPE if collection.kind == "contacts" else _EVENT_TYPE
+        return {"@odata.type": kind, "id": item_id, "@removed": {"reason": "deleted"}}
+
+    @staticmethod
+    def _window(request: Request) -> tuple[datetime, datetime]:
+        start, end = request.arg("startDateTime"), request.arg("endDateTime")
+        if not start or not end:
+            raise HttpError(
+                400,
+                "ErrorInvalidParameter",
+                "This request requires a time window specified by the query string parameters StartDateTime and "
+                "EndDateTime.",
+            )
+        try:
+            return _parse_time(start), _parse_time(end)
+        except ValueError as exc:
+            raise HttpError(
+                400, "ErrorInvalidParameter", "The value of the StartDateTime or EndDateTime is invalid."
+            ) from exc
+
+    # ------------------------------------------------------------------------------ contact routes
+
+    @route("GET", USER + r"/contactFolders")
+    def list_folders(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        wanted: str | None = None
+        flt = request.arg("$filter")
+        if flt:
+            match = re.fullmatch(r"\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*", flt)
+            if not match:
+                raise HttpError(
+                    400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes."
+                )
+            wanted = match.group(1).replace("''", "'")
+        folders = [
+            {"id": f.id, "displayName": f.display_name, "parentFolderId": mailbox.contacts.id}
+            for f in mailbox.folders.values()
+            if wanted is None or f.display_name == wanted
+        ]
+        return self._ok({"@odata.context": f"{self.graph_url}/$metadata#contactFolders", "value": folders})
+
+    @route("POST", USER + r"/contactFolders")
+    def create_folder(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        name = str((request.json() or {}).get("displayName") or "")
+        if not name:
+            raise HttpError(400, "ErrorInvalidRequest", "The folder display name is required.")
+        if any(f.display_name.lower() == name.lower() for f in mailbox.folders.values()):
+            raise HttpError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+        folder_id = self.add_contact_folder(mailbox.user_id, name)
+        return self._ok({"id": folder_id, "displayName": name, "parentFolderId": mailbox.contacts.id}, status=201)
+
+    @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)")
+    def get_folder(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        folder = mailbox.folder(request.params["folder"])
+        return self._ok({"id": folder.id, "displayName": folder.display_name, "parentFolderId": mailbox.contacts.id})
+
+    @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts/delta")
+    def contacts_delta(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._delta(request, mailbox, mailbox.folder(request.params["folder"]), window_required=False)
+
+    @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts")
+    def list_folder_contacts(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._collection_page(request, mailbox.folder(request.params["folder"]), None)
+
+    @route("POST", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts")
+    def create_folder_contact(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        folder = mailbox.folder(request.params["folder"])
+        return self._ok(self._create(mailbox, folder, self._body(request)), status=201)
+
+    @route("GET", USER + r"/contacts")
+    def list_default_contacts(self, request: Request) -> Response:
+        return self._collection_page(request, self._user(request).contacts, None)
+
+    @route("POST", USER + r"/contacts")
+    def create_default_contact(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._ok(self._create(mailbox, mailbox.contacts, self._body(request)), status=201)
+
+    @route("GET", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>(?!delta\Z)[^/]+)")
+    def get_contact(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        folder, item = mailbox.find_contact(request.params["contact"])
+        return self._ok(self._render(folder, item, None))
+
+    @route("PATCH", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>[^/]+)")
+    def update_contact(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        folder, _ = mailbox.find_contact(request.params["contact"])
+        changes = self._body(request)
+        return self._ok(
+            self._update(mailbox, folder, request.params["contact"], changes, request.headers.get("if-match"))
+        )
+
+    @route("DELETE", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>[^/]+)")
+    def delete_contact(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        folder, _ = mailbox.find_contact(request.params["contact"])
+        self._delete(mailbox, folder, request.params["contact"])
+        return Response(204)
+
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        try:
+            body = request.json()
+        except ValueError as exc:
+            raise HttpError(400, "BadRequest", "Unable to read JSON request payload.") from exc
+        if not isinstance(body, dict):
+            raise HttpError(400, "BadRequest", "Empty Payload. JSON content expected.")
+        return body
+
+    # ------------------------------------------------------------------------------ event routes
+
+    @route("GET", USER + r"/(?:calendar/)?events")
+    def list_events(self, request: Request) -> Response:
+        return self._collection_page(request, self._user(request).calendar, None)
+
+    @route("POST", USER + r"/(?:calendar/)?events")
+    def create_event(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        created = self._create(mailbox, mailbox.calendar, self._body(request))
+        zone, _ = _prefer(request)
+        return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[created["id"]], zone), zone, 201)
+
+    @route("GET", USER + r"/(?:calendar/)?events/(?P<event>[^/]+)")
+    def get_event(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        item = mailbox.calendar.items.get(request.params["event"])
+        if item is None:
+            raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        zone, _ = _prefer(request)
+        return self._ok(self._render(mailbox.calendar, item, zone), zone)
+
+    @route("PATCH", USER + r"/(?:calendar/)?events/(?P<event>[^/]+)")
+    def update_event(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        event_id = request.params["event"]
+        self._update(mailbox, mailbox.calendar, event_id, self._body(request), request.headers.get("if-match"))
+        zone, _ = _prefer(request)
+        return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[event_id], zone), zone)
+
+    @route("DELETE", USER + r"/(?:calendar/)?events/(?P<event>[^/]+)")
+    def delete_event(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        self._delete(mailbox, mailbox.calendar, request.params["event"])
+        return Response(204)
+
+    @route("GET", USER + r"/calendarView")
+    def calendar_view(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._collection_page(request, mailbox.calendar, self._window(request))
+
+    @route("GET", USER + r"/calendarView/delta")
+    def calendar_view_delta(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._delta(request, mailbox, mailbox.calendar, window_required=True)
+
+    # ------------------------------------------------------------------------------ $batch
+
+    @route("POST", r"/v1\.0/(?:\$|%24)batch")
+    def batch(self, request: Request) -> Response:
+        """https://learn.microsoft.com/en-us/graph/json-batching: at most 20 requests, unique ids, optional
+        ``dependsOn``; answers come back in any order (shuffled here on purpose)."""
+        self._claims(request)
+        body = self._body(request)
+        items = body.get("requests")
+        if not isinstance(items, list) or not items:
+            raise HttpError(400, "BadRequest", "Invalid batch payload format.")
+        if len(items) > BATCH_LIMIT:
+            raise HttpError(
+                400, "BadRequest", f"Unable to deserialize content. Batch requests are limited to {BATCH_LIMIT}."
+            )
+        ids = [str(item.get("id")) for item in items if isinstance(item, dict)]
+        if len(ids) != len(items) or len({i.lower() for i in ids}) != len(ids):
+            raise HttpError(400, "BadRequest", "Batch request ids must be unique.")
+        statuses: dict[str, int] = {}
+        responses = []
+        for item in items:
+            item_id = str(item["id"])
+            deps = [str(d) for d in item.get("dependsOn") or []]
+            if any(not 200 <= statuses.get(d, 0) < 300 for d in deps):
+                answer = self.error(424, "FailedDependency", "Request failed because one of its dependencies failed.")
+            else:
+                answer = self._batch_one(item, request)
+            statuses[item_id] = answer.status
+            entry: dict[str, Any] = {"id": item_id, "status": answer.status, "headers": dict(answer.headers)}
+            if answer.body is not None:
+                entry["headers"]["Content-Type"] = answer.content_type
+                entry["body"] = answer.body
+            responses.append(entry)
+        self._random.shuffle(responses)
+        return Response(200, {"responses": responses})
+
+    def _batch_one(self, item: dict[str, Any], outer: Request) -> Response:
+        url = str(item.get("url") or "")
+        if "://" in url:
+            return self.error(400, "BadRequest", "Batch request URLs must be relative.")
+        parts = urlsplit("/" + url.lstrip("/"))
+        if parts.path.endswith("batch"):
+            return self.error(400, "BadRequest", "Nested batch requests are not supported.")
+        with self._lock:
+            if self.batch_item_throttle > 0:
+                self.batch_item_throttle -= 1
+                return self.throttled(self.batch_item_retry_after)
+        headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
+        if "authorization" in outer.headers:
+            headers["authorization"] = outer.headers["authorization"]
+        sub = Request(
+            method=str(item.get("method") or "GET").upper(),
+            path="/v1.0" + parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers=headers,
+            body=json.dumps(item["body"]).encode() if item.get("body") is not None else b"",
+        )
+        for method, pattern, handler in self._routes:
+            match = pattern.match(sub.path)
+            if match and method == sub.method:
+                sub.params = match.groupdict()
+                try:
+                    return handler(self, sub)
+                except HttpError as exc:
+                    return self.error(exc.status, exc.code, exc.message, **exc.extra)
+        return self.error(400, "BadRequest", f"Resource not found for the segment '{parts.path.rsplit('/', 1)[-1]}'.")
+
+    # ------------------------------------------------------------------------------ subscriptions
+
+    def _resolve_resource(self, tenant: str, resource: str) -> tuple[Mailbox, str, str | None]:
+        path = resource.strip().lstrip("/")
+        patterns = (
+            (r"users/([^/]+)/(?:calendar/)?events", "events"),
+            (r"users/([^/]+)/contactFolders/([^/]+)/contacts", "contacts"),
+            (r"users/([^/]+)/contacts", "contacts"),
+            (r"users/([^/]+)/(?:mailFolders\('?inbox'?\)/)?messages", "messages"),
+        )
+        for pattern, kind in patterns:
+            match = re.fullmatch(pattern, path, re.IGNORECASE)
+            if match:
+                mailbox = self.mailbox(match.group(1))
+                if mailbox.tenant != tenant:
+                    raise HttpError(
+                        404,
+                        "ExtensionError",
+                        "Operation: Create; Exception: [Status Code: NotFound; Reason: The mailbox was not found.]",
+                    )
+                if kind == "events":
+                    return mailbox, kind, mailbox.calendar.id
+                if kind == "contacts":
+                    folder_id = match.group(2) if match.lastindex and match.lastindex >= 2 else mailbox.contacts.id
+                    return mailbox, kind, mailbox.folder(folder_id).id
+                return mailbox, kind, None
+        raise HttpError(400, "InvalidRequest", f"Resource '{resource}' is not supported.")
+
+    def _check_expiration(self, value: Any) -> datetime:
+        try:
+            expiration = _parse_time(str(value))
+        except ValueError as exc:
+            raise HttpError(400, "InvalidRequest", "expirationDateTime is not a valid date and time.") from exc
+        if expiration > _now() + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES):
+            raise HttpError(
+                400,
+                "ExtensionError",
+                f"Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future.",
+            )
+        if expiration <= _now():
+            raise HttpError(400, "ExtensionError", "Subscription expiration must be in the future.")
+        return expiration
+
+    def _handshake(self, url: str) -> None:
+        """The validation request: https://learn.microsoft.com/en-us/graph/change-notifications-delivery-webhooks
+        (POST ``?validationToken=`` form-encoded, ``text/plain``, empty body; 200 ``text/plain`` echo within 10 s)."""
+        if not url.startswith("https://") and not re.match(r"http://(127\.0\.0\.1|localhost)[:/]", url):
+            raise HttpError(
+                400, "ValidationError", "Subscription validation request failed. NotificationUrl must be https."
+            )
+        token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
+        target = url + ("&" if "?" in url else "?") + urlencode({"validationToken": token})
+        try:
+            with httpx.Client(timeout=self.validation_timeout_s, verify=self.webhook_verify) as client:
+                answer = client.post(target, content=b"", headers={"Content-Type": "text/plain; charset=utf-8"})
+        except httpx.TimeoutException as exc:
+            raise HttpError(400, "InvalidRequest", "Subscription validation request timed out.") from exc
+        except httpx.HTTPError as exc:
+            raise HttpError(
+                400,
+                "ValidationError",
+                "Subscription validation request failed. Notification endpoint must respond with 200 OK to "
+                "validation request.",
+            ) from exc
+        if answer.status_code != 200:
+            raise HttpError(
+                400,
+                "ValidationError",
+                "Subscription validation request failed. Notification endpoint must respond with 200 OK to "
+                "validation request.",
+            )
+        if not answer.headers.get("content-type", "").startswith("text/plain") or answer.text != token:
+            raise HttpError(
+                400,
+                "ValidationError",
+                "Subscription validation request failed. Response must exactly match validationToken query parameter.",
+            )
+
+    def _render_subscription(self, sub: Subscription) -> dict[str, Any]:
+        return {
+            "@odata.context": f"{self.graph_url}/$metadata#subscriptions/$entity",
+            "id": sub.id,
+            "resource": sub.resource,
+            "applicationId": sub.app_id,
+            "changeType": sub.change_type,
+            "clientState": sub.client_state,
+            "notificationUrl": sub.notification_url,
+            "notificationQueryOptions": None,
+            "lifecycleNotificationUrl": sub.lifecycle_url,
+            "expirationDateTime": _stamp7(sub.expiration).replace("+00:00", "Z"),
+            "creatorId": sub.app_id,
+            "includeResourceData": False,
+            "latestSupportedTlsVersion": "v1_2",
+            "encryptionCertificate": None,
+            "encryptionCertificateId": None,
+            "notificationUrlAppId": None,
+        }
+
+    def _own_subscription(self, request: Request) -> Subscription:
+        claims = self._claims(request)
+        sub = self.subscriptions.get(request.params["sub"])
+        if sub is None or sub.app_id != claims["appid"] or not sub.live():
+            raise HttpError(404, "ResourceNotFound", f"The object '{request.params['sub']}' doesn't exist.")
+        return sub
+
+    @route("POST", r"/v1\.0/subscriptions")
+    def create_subscription(self, request: Request) -> Response:
+        claims = self._claims(request)
+        body = self._body(request)
+        for key in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
+            if not body.get(key):
+                raise HttpError(400, "InvalidRequest", f"{key} is a required property for subscription creation.")
+        change_types = {c.strip() for c in str(body["changeType"]).split(",")}
+        if not change_types <= {"created", "updated", "deleted"}:
+            raise HttpError(400, "InvalidRequest", f"Invalid changeType '{body['changeType']}'.")
+        client_state = body.get("clientState")
+        if client_state is not None and len(str(client_state)) > 128:
+            raise HttpError(400, "InvalidRequest", "clientState must not be longer than 128 characters.")
+        expiration = self._check_expiration(body["expirationDateTime"])
+        mailbox, kind, collection_id = self._resolve_resource(claims["tid"], str(body["resource"]))
+        self._handshake(str(body["notificationUrl"]))
+        if body.get("lifecycleNotificationUrl"):
+            self._handshake(str(body["lifecycleNotificationUrl"]))
+        sub = Subscription(
+            id=str(uuid.uuid4()),
+            tenant=claims["tid"],
+            app_id=claims["appid"],
+            resource=str(body["resource"]),
+            user_id=mailbox.user_id,
+            kind=kind,
+            collection_id=collection_id,
+            change_types=change_types,
+            change_type=str(body["changeType"]),
+            notification_url=str(body["notificationUrl"]),
+            lifecycle_url=body.get("lifecycleNotificationUrl"),
+            client_state=None if client_state is None else str(client_state),
+            expiration=expiration,
+        )
+        with self._lock:
+            self.subscriptions[sub.id] = sub
+        return Response(201, self._render_subscription(sub))
+
+    @route("GET", r"/v1\.0/subscriptions")
+    def list_subscriptions(self, request: Request) -> Response:
+        claims = self._claims(request)
+        subs = [s for s in self.subscriptions.values() if s.app_id == claims["appid"] and s.live()]
+        return Response(200, {"value": [self._render_subscription(s) for s in subs]})
+
+    @route("GET", r"/v1\.0/subscriptions/(?P<sub>[^/]+)")
+    def get_subscription(self, request: Request) -> Response:
+        return Response(200, self._render_subscription(self._own_subscription(request)))
+
+    @route("PATCH", r"/v1\.0/subscriptions/(?P<sub>[^/]+)")
+    def renew_subscription(self, request: Request) -> Response:
+        sub = self._own_subscription(request)
+        body = self._body(request)
+        if "expirationDateTime" in body:
+            sub.expiration = self._check_expiration(body["expirationDateTime"])
+            sub.needs_reauthorization = False  # renewing also reauthorizes
+        return Response(200, self._render_subscription(sub))
+
+    @route("DELETE", r"/v1\.0/subscriptions/(?P<sub>[^/]+)")
+    def delete_subscription(self, request: Request) -> Response:
+        sub = self._own_subscription(request)
+        with self._lock:
+            self.subscriptions.pop(sub.id, None)
+        return Response(204)
+
+    @route("POST", r"/v1\.0/subscriptions/(?P<sub>[^/]+)/reauthorize")
+    def reauthorize_subscription(self, request: Request) -> Response:
+        sub = self._own_subscription(request)
+        sub.needs_reauthorization = False
+        return Response(200)
+
+    # ------------------------------------------------------------------------------ notifications
+
+    def _notify(self, mailbox: Mailbox, collection: Collection, item: dict[str, Any], change: str) -> None:
+        """Queue a change notification for every live subscription on the item's collection; notifications
+        to one URL within ``notification_window_s`` travel in one POST, as Graph batches them."""
+        segment, odata_type = ("Contacts", "#Microsoft.Graph.Contact")
+        if collection.kind == "events":
+            segment, odata_type = ("Events", "#Microsoft.Graph.Event")
+        resource = f"Users/{mailbox.user_id}/{segment}/{item['id']}"
+        with self._lock:
+            subs = [
+                s
+                for s in self.subscriptions.values()
+                if s.live()
+                and s.user_id == mailbox.user_id
+                and s.collection_id == collection.id
+                and change in s.change_types
+            ]
+        for sub in subs:
+            data: dict[str, Any] = {"@odata.type": odata_type, "@odata.id": resource, "id": item["id"]}
+            if change != "deleted":
+                data["@odata.etag"] = f'W/"{item["changeKey"]}"'
+            notification = {
+                "subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _stamp7(sub.expiration),
+                "changeType": change,
+                "resource": resource,
+                "resourceData": data,
+                "clientState": sub.client_state,
+                "tenantId": sub.tenant,
+            }
+            self._enqueue(sub.notification_url, notification)
+
+    def _enqueue(self, url: str, notification: dict[str, Any]) -> None:
+        with self._lock:
+            self._outbox.setdefault(url, []).append(notification)
+            if url not in self._timers:
+                timer = threading.Timer(self.notification_window_s, self._flush, [url])
+                timer.daemon = True
+                self._timers[url] = timer
+                timer.start()
+
+    def _flush(self, url: str) -> None:
+        with self._lock:
+            self._timers.pop(url, None)
+            items = self._outbox.pop(url, [])
+        if items:
+            self._push(url, items)
+
+    def _push(self, url: str, items: list[dict[str, Any]]) -> None:
+        body = json.dumps({"value": items}).encode("utf-8")
+        self.pusher.send(url, body, {"Content-Type": "application/json; charset=utf-8"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the sandbox with seed data until Ctrl-C."""
+    parser = argparse.ArgumentParser(description="Microsoft Graph sandbox with seed data")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = a free one)")
+    args = parser.parse_args(argv)
+    sandbox = GraphSandbox(port=args.port)
+    sandbox.start()
+    sandbox.seed()
+    print(f"Graph sandbox: login_url={sandbox.url} graph_url={sandbox.graph_url}", flush=True)
+    print(f"CA bundle: {ca_bundle_path()}", flush=True)
+    print(f"tenant={SEED_TENANT} client_id={SEED_CLIENT_ID} client_secret={SEED_CLIENT_SECRET}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
