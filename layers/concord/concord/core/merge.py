@@ -1,0 +1,186 @@
+"""Three-way merge of one field against the last-synced snapshot, with the conflict policies as named
+strategies.
+
+The snapshot keeps, per field, the value *each side* held after the last successful sync (usually the
+same; they differ where a write was deliberately not made: a one-way field, a meeting the user may not
+update, a value a system cannot hold exactly). So "changed" is always judged per side, against what that
+side held, and a divergence that was decided once is never re-decided.
+
+Rules, in order (a decision names the one that applied):
+1. Equal values need nothing.
+2. A side *changed* when its value differs from its snapshot value (on first sync, with no snapshot,
+   both count as changed). Only one side changed: that side wins. Both changed: a conflict, settled by
+   the policy: ``most_recent`` (default; the side with the later last-modified time; a tie or a missing
+   time goes to Salesforce), ``salesforce_wins_unless_blank`` / ``mailbox_wins_unless_blank`` (that side
+   wins the conflict), ``salesforce_always`` / ``mailbox_always`` (that side wins whenever the values
+   differ, even when only the other side changed: the other side's edits are reverted).
+3. A value always beats a blank: a blank winner is replaced by the other side's value, so a cleared field
+   is restored rather than the clear being copied (this is the same for every policy).
+4. Direction: a winner is written only where the field's effective direction lets it flow (a read-only
+   Salesforce field flows only toward the mailbox). Otherwise nothing is written and the divergence is
+   remembered in the snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from concord.core.normalize import Value
+
+__all__ = [
+    "DIRECTIONS",
+    "POLICIES",
+    "Direction",
+    "FieldOutcome",
+    "Policy",
+    "fmt",
+    "merge_field",
+]
+
+type Direction = Literal["both", "to_salesforce", "to_mailbox"]
+type Policy = Literal[
+    "most_recent",
+    "salesforce_wins_unless_blank",
+    "mailbox_wins_unless_blank",
+    "salesforce_always",
+    "mailbox_always",
+]
+type Winner = Literal["salesforce", "mailbox"]
+
+DIRECTIONS: Final = ("both", "to_salesforce", "to_mailbox")
+POLICIES: Final = (
+    "most_recent",
+    "salesforce_wins_unless_blank",
+    "mailbox_wins_unless_blank",
+    "salesforce_always",
+    "mailbox_always",
+)
+
+_OTHER: Final[dict[Winner, Winner]] = {"salesforce": "mailbox", "mailbox": "salesforce"}
+_FORCED: Final[dict[str, Winner]] = {"salesforce_always": "salesforce", "mailbox_always": "mailbox"}
+_NAME: Final[dict[Winner, str]] = {"salesforce": "Salesforce", "mailbox": "mailbox"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOutcome:
+    """What the merge decided for one field.
+
+    ``write_to`` is the side to write ``value`` to (or ``None``); ``kind`` is ``flow`` (a one-sided
+    change), ``conflict``, ``blank`` (a blank lost to a value), ``direction`` (not written: the direction
+    forbids it), ``first_sync`` or ``policy`` (an ``*_always`` policy reverted an edit); ``overridden``
+    is the side whose new value was discarded, if any.
+    """
+
+    value: Value
+    write_to: Winner | None
+    kind: str
+    reason: str
+    overridden: Winner | None = None
+
+
+def fmt(value: Value) -> str:
+    """A value as a person reads it in a reason: ``'CTO'``, ``blank``, ``'a@x.com, b@y.com'``."""
+    if value is None:
+        return "blank"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return repr(", ".join(part for part in value if part))
+    return repr(value)
+
+
+def _blank(value: Value) -> bool:
+    return value is None or value in ("", ())
+
+
+def merge_field(
+    label: str,
+    *,
+    salesforce: Value,
+    mailbox: Value,
+    base_salesforce: Value,
+    base_mailbox: Value,
+    has_base: bool,
+    policy: Policy,
+    can_write_salesforce: bool,
+    can_write_mailbox: bool,
+    salesforce_newer: bool | None,
+) -> FieldOutcome | None:
+    """Merge one field (see the module docstring). ``None`` means nothing to do or say.
+
+    ``salesforce_newer`` is the comparison of the two records' last-modified times (``None`` when
+    unknown or equal) and only matters to ``most_recent``.
+    """
+    if salesforce == mailbox:
+        return None
+    sf_changed = not has_base or salesforce != base_salesforce
+    mb_changed = not has_base or mailbox != base_mailbox
+    if not sf_changed and not mb_changed:
+        return None  # a divergence decided before (see module docstring)
+    values: dict[Winner, Value] = {"salesforce": salesforce, "mailbox": mailbox}
+    bases: dict[Winner, Value] = {"salesforce": base_salesforce, "mailbox": base_mailbox}
+
+    kind: str
+    overridden: Winner | None = None
+    if not has_base:
+        winner, why = _settle_conflict(policy, salesforce_newer)
+        kind = "first_sync"
+        story = f"first sync, Salesforce has {fmt(salesforce)} and mailbox has {fmt(mailbox)}; {why}"
+    elif sf_changed and mb_changed:
+        winner, why = _settle_conflict(policy, salesforce_newer)
+        kind = "conflict"
+        overridden = _OTHER[winner]
+        story = (
+            f"conflict, Salesforce changed {fmt(base_salesforce)} → {fmt(salesforce)} and mailbox changed "
+            f"{fmt(base_mailbox)} → {fmt(mailbox)}; {why}"
+        )
+    else:
+        changed: Winner = "salesforce" if sf_changed else "mailbox"
+        still = _OTHER[changed]
+        story = (
+            f"{_NAME[changed]} changed {fmt(bases[changed])} → {fmt(values[changed])}, "
+            f"{_NAME[still]} unchanged since last sync"
+        )
+        winner, kind = changed, "flow"
+        forced = _FORCED.get(policy)
+        if forced is not None and forced != changed:
+            winner, kind, overridden = forced, "policy", changed
+            story += f"; {policy}: keep {_NAME[forced]}'s {fmt(values[forced])}"
+
+    if _blank(values[winner]):
+        loser = _OTHER[winner]
+        kind, overridden = "blank", winner
+        story += f"; a blank never overwrites data, keep {_NAME[loser]}'s {fmt(values[loser])}"
+        winner = loser
+
+    target = _OTHER[winner]
+    allowed = can_write_mailbox if target == "mailbox" else can_write_salesforce
+    if not allowed:
+        return FieldOutcome(
+            value=values[winner],
+            write_to=None,
+            kind="direction",
+            reason=f"{label}: {story} → not written to {_NAME[target]} (direction of this field)",
+            overridden=None,
+        )
+    return FieldOutcome(
+        value=values[winner],
+        write_to=target,
+        kind=kind,
+        reason=f"{label}: {story} → write to {_NAME[target]}",
+        overridden=overridden,
+    )
+
+
+def _settle_conflict(policy: Policy, salesforce_newer: bool | None) -> tuple[Winner, str]:
+    if policy == "most_recent":
+        if salesforce_newer is False:
+            return "mailbox", "most_recent: mailbox modified later"
+        if salesforce_newer is True:
+            return "salesforce", "most_recent: Salesforce modified later"
+        return "salesforce", "most_recent: same or unknown modification times, Salesforce wins ties"
+    if policy in ("salesforce_wins_unless_blank", "salesforce_always"):
+        return "salesforce", f"{policy}: Salesforce wins"
+    return "mailbox", f"{policy}: mailbox wins"

@@ -1,0 +1,643 @@
+"""The named transforms a mapping entry may use, and the registry that finds them by name.
+
+A transform turns one side's JSON into a canonical :data:`~concord.core.normalize.Value` (``read_*``)
+and a canonical value back into a JSON patch (``write_*``). Contract, checked by the round-trip tests:
+``read(write(v)) == settle(v)`` for every canonical ``v``; ``settle`` is the identity except where a
+system cannot hold the value exactly (Salesforce ``ShowAs`` has no "tentative"), and the plan stores the
+settled value in the snapshot so that a lossy write never looks like a new change.
+
+Salesforce writes of relation-valued fields (attendees, email participants, a Contact's account) are not
+field patches: :meth:`Transform.relation` describes them, and the plan emits a ``relate`` operation that
+the worker resolves (emails to Contact/Lead ids, an account name to an ``AccountId``).
+
+Registered names: ``text`` (the default), ``multiline``, ``html_text``, ``email``, ``phone``, ``date``,
+``bool``, ``datetime_tz``, ``all_day``, ``private``, ``show_as``, ``name_join``, ``name_split`` (an
+alias), ``address``, ``attendees``, ``participants``, ``account_name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from concord.core import normalize as norm
+
+if TYPE_CHECKING:
+    from concord.core.normalize import Value
+    from concord.core.paths import Path
+
+__all__ = ["REGISTRY", "Context", "Rule", "Transform", "get_transform", "register"]
+
+type Provider = Literal["graph", "google"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a transform may need besides the value: the mailbox provider, the Salesforce object type
+    of the record at hand, and the default phone region of the connection."""
+
+    provider: Provider
+    sobject: str
+    region: str = "US"
+
+
+class Rule:
+    """The slice of a compiled mapping entry that a transform sees (see ``mapping.FieldRule``)."""
+
+    __slots__ = ("mb_path", "name", "options", "sf_paths")
+
+    def __init__(self, name: str, sf_paths: tuple[Path, ...], mb_path: Path | None, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.sf_paths = sf_paths
+        self.mb_path = mb_path
+        self.options = options
+
+
+class Transform:
+    """Base class: a single scalar at one path on each side, normalised by :meth:`normalize`."""
+
+    name: ClassVar[str] = "text"
+    #: how many Salesforce fields an entry using this transform names (``None``: exactly one)
+    salesforce_fields: ClassVar[int | None] = None
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        return norm.text(raw)
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        return self.normalize(rule.sf_paths[0].get(doc), ctx)
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        assert rule.mb_path is not None
+        return self.normalize(rule.mb_path.get(doc), ctx)
+
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        return value
+
+    def write_sf(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        rule.sf_paths[0].set(patch, current, self.to_json(value, "salesforce", ctx))
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        assert rule.mb_path is not None
+        rule.mb_path.set(patch, current, self.to_json(value, ctx.provider, ctx))
+
+    def settle_sf(self, value: Value, ctx: Context) -> Value:
+        """The value Salesforce holds after ``value`` is written (identity unless lossy)."""
+        return value
+
+    def settle_mb(self, value: Value, ctx: Context) -> Value:
+        """The value the mailbox holds after ``value`` is written (identity unless lossy)."""
+        return value
+
+    def relates(self, rule: Rule, ctx: Context) -> bool:
+        """True when a Salesforce write of this field is a ``relate`` operation, not a field patch."""
+        return False
+
+    def relation(self, rule: Rule, old: Value, new: Value, ctx: Context) -> dict[str, Any]:
+        """The body of the ``relate`` operation that makes Salesforce hold ``new`` (see ``relates``)."""
+        raise NotImplementedError(f"transform {self.name!r} does not relate records")
+
+
+REGISTRY: dict[str, Transform] = {}
+
+
+def register[T: type[Transform]](cls: T) -> T:
+    """Class decorator: make a transform available to mappings under its ``name``."""
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_transform(name: str | None) -> Transform:
+    """The transform registered as ``name`` (``text`` when ``None``); ``KeyError`` if unknown."""
+    return REGISTRY[name or "text"]
+
+
+register(Transform)
+
+
+@register
+class Multiline(Transform):
+    name = "multiline"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        return norm.multiline_text(raw)
+
+
+@register
+class HtmlText(Transform):
+    """Bodies and descriptions: compared as text. A mailbox HTML body is reduced to text for the
+    comparison, so Salesforce's plain text replaces it only when the text itself differs. Graph bodies
+    are written as ``{"contentType": "text", "content": …}`` when the path ends in ``.content``."""
+
+    name = "html_text"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        if not isinstance(raw, str):
+            return norm.multiline_text(raw)
+        return norm.html_to_text(raw)
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        return norm.multiline_text(rule.sf_paths[0].get(doc))
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        assert rule.mb_path is not None
+        steps = rule.mb_path.steps
+        if len(steps) == 2 and steps[1].key == "content":
+            patch[steps[0].key] = {"contentType": "text", "content": value or ""}
+            return
+        rule.mb_path.set(patch, current, value)
+
+
+@register
+class Email(Transform):
+    name = "email"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        return norm.email(raw)
+
+
+@register
+class Phone(Transform):
+    name = "phone"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        return norm.phone(raw, ctx.region)
+
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        return norm.phone_display(value) if isinstance(value, str) else value
+
+
+@register
+class Date(Transform):
+    """Dates (birthdays, an email's activity date). Reads ``YYYY-MM-DD``, date-times (their date part),
+    epoch milliseconds (UTC date) and Google's ``{year, month, day}``; writes each system's form."""
+
+    name = "date"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        if (
+            isinstance(raw, (int, float))
+            and not isinstance(raw, bool)
+            or (isinstance(raw, str) and raw.strip().isdigit())
+        ):
+            moment = norm.parse_datetime(raw)
+            return norm.date_key(moment.date()) if moment else None
+        day = norm.parse_date(raw)
+        return norm.date_key(day) if day else None
+
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        if not isinstance(value, str):
+            return value
+        if side == "google":
+            year, month, day = (int(part) for part in value.split("-"))
+            return {"year": year, "month": month, "day": day}
+        if side == "graph":
+            return f"{value}T00:00:00Z"
+        return value
+
+
+@register
+class Bool(Transform):
+    name = "bool"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        if raw is None:
+            return False
+        if isinstance(raw, str):
+            return raw.strip().lower() in {"true", "1", "yes"}
+        return bool(raw)
+
+
+def _sf_all_day(doc: Mapping[str, Any], rule: Rule) -> bool:
+    return bool(doc.get(str(rule.options.get("all_day_field", "IsAllDayEvent"))))
+
+
+@register
+class DateTimeTz(Transform):
+    """Event start and end. Canonical: a UTC instant, or a date for all-day events.
+
+    - Graph: ``start.dateTime`` + its sibling ``timeZone`` (Windows or IANA name); all-day when the
+      event's ``isAllDay`` is true, then the date part as written. Written as ``{dateTime, timeZone:
+      "UTC"}`` (all-day: midnight of the date).
+    - Google: ``start.dateTime`` (with offset) or, all-day, ``start.date``; written as ``{dateTime}`` or
+      ``{date}``.
+    - Salesforce: ``StartDateTime``/``EndDateTime``; all-day when ``IsAllDayEvent``, then midnight UTC of
+      the date. Salesforce stores an all-day event's *last* day while both mailboxes store the day after
+      it (exclusive end), so an entry with option ``end: true`` shifts the date by one day.
+    """
+
+    name = "datetime_tz"
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        raw = rule.sf_paths[0].get(doc)
+        if raw is None or raw == "":
+            return None
+        moment = norm.parse_datetime(raw)
+        if moment is None:
+            return None
+        if _sf_all_day(doc, rule):
+            day = norm.date_key(moment.date())
+            return norm.shift_date_key(day, 1) if rule.options.get("end") else day
+        return norm.datetime_key(moment)
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        assert rule.mb_path is not None
+        steps = rule.mb_path.steps
+        container = rule.mb_path.get(doc) if len(steps) == 1 else _parent(rule.mb_path, doc)
+        if not isinstance(container, Mapping):
+            return None
+        if ctx.provider == "google":
+            if container.get("date"):
+                return norm.date_key(norm.parse_date(container["date"]) or _never())
+            moment = norm.parse_datetime(container.get("dateTime"), container.get("timeZone"))
+            return norm.datetime_key(moment) if moment else None
+        raw = container.get("dateTime")
+        if not raw:
+            return None
+        if doc.get("isAllDay"):
+            return str(raw)[:10]
+        moment = norm.parse_datetime(raw, container.get("timeZone") or "UTC")
+        return norm.datetime_key(moment) if moment else None
+
+    def write_sf(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        if isinstance(value, str) and len(value) == 10:
+            day = norm.shift_date_key(value, -1) if rule.options.get("end") else value
+            patch[rule.sf_paths[0].top] = f"{day}T00:00:00.000+0000"
+        else:
+            patch[rule.sf_paths[0].top] = _sf_datetime(value)
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        assert rule.mb_path is not None
+        top = rule.mb_path.top
+        if not isinstance(value, str):
+            patch[top] = None
+        elif ctx.provider == "google":
+            patch[top] = {"date": value} if len(value) == 10 else {"dateTime": value, "timeZone": "UTC"}
+        elif len(value) == 10:
+            patch[top] = {"dateTime": f"{value}T00:00:00.0000000", "timeZone": "UTC"}
+        else:
+            patch[top] = {"dateTime": value[:-1] + ".0000000", "timeZone": "UTC"}
+
+
+def _never() -> Any:
+    raise ValueError("unreachable: a present date always parses")
+
+
+def _parent(path: Path, doc: Mapping[str, Any]) -> Any:
+    current: Any = doc
+    for step in path.steps[:-1]:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(step.key)
+    return current
+
+
+def _sf_datetime(value: Value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+@register
+class AllDay(Transform):
+    """All-day flag. Google has none: an event is all-day when ``start.date`` is set, so for Google the
+    path (``start.date``) is only tested for presence and writing is left to ``datetime_tz``."""
+
+    name = "all_day"
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        return bool(raw)
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        if ctx.provider != "google":
+            super().write_mb(rule, value, patch, current, ctx)
+
+
+@register
+class Private(Transform):
+    """Salesforce ``IsPrivate`` ↔ Graph ``sensitivity`` / Google ``visibility``: private and confidential
+    mean private; written as ``private`` or ``normal`` (Graph) / ``default`` (Google)."""
+
+    name = "private"
+    _PRIVATE: ClassVar[frozenset[str]] = frozenset({"private", "confidential"})
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        if isinstance(raw, str):
+            return raw.strip().lower() in self._PRIVATE or raw.strip().lower() == "true"
+        return bool(raw)
+
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        if side == "salesforce":
+            return bool(value)
+        if side == "google":
+            return "private" if value else "default"
+        return "private" if value else "normal"
+
+
+@register
+class ShowAs(Transform):
+    """Free/busy. Canonical: ``free``, ``tentative``, ``busy``, ``oof``, ``workingelsewhere``.
+    Salesforce ``ShowAs`` knows Busy/Free/OutOfOffice and Google ``transparency`` only opaque/transparent,
+    so those systems settle the others to ``busy``."""
+
+    name = "show_as"
+    _FROM: ClassVar[dict[str, str]] = {
+        "busy": "busy",
+        "free": "free",
+        "outofoffice": "oof",
+        "oof": "oof",
+        "tentative": "tentative",
+        "workingelsewhere": "workingelsewhere",
+        "opaque": "busy",
+        "transparent": "free",
+    }
+    _SF: ClassVar[dict[str, str]] = {"busy": "Busy", "free": "Free", "oof": "OutOfOffice"}
+
+    def normalize(self, raw: Any, ctx: Context) -> Value:
+        if not isinstance(raw, str) or not raw.strip():
+            return None
+        return self._FROM.get(raw.strip().lower(), "busy")
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        value = super().read_mb(rule, doc, ctx)
+        # Google leaves ``transparency`` out for the default, opaque.
+        return "busy" if value is None and ctx.provider == "google" else value
+
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        if not isinstance(value, str):
+            return None
+        if side == "salesforce":
+            return self._SF.get(value, "Busy")
+        if side == "google":
+            return "transparent" if value == "free" else "opaque"
+        return value if value != "workingelsewhere" else "workingElsewhere"
+
+    def settle_sf(self, value: Value, ctx: Context) -> Value:
+        return value if value in self._SF or value is None else "busy"
+
+    def settle_mb(self, value: Value, ctx: Context) -> Value:
+        if ctx.provider == "google" and value is not None:
+            return "free" if value == "free" else "busy"
+        return value
+
+
+@register
+class NameJoin(Transform):
+    """Salesforce ``[FirstName, LastName]`` ↔ one display name. Joining puts a space between the
+    non-blank parts; splitting takes the last word as the last name (a one-word name is a last name,
+    since ``LastName`` is required in Salesforce)."""
+
+    name = "name_join"
+    salesforce_fields = 2
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        parts = [norm.text(path.get(doc)) for path in rule.sf_paths]
+        return norm.text(" ".join(part for part in parts if part))
+
+    def write_sf(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        first, last = _split_name(value if isinstance(value, str) else "")
+        rule.sf_paths[0].set(patch, current, first)
+        rule.sf_paths[1].set(patch, current, last)
+
+
+def _split_name(full: str) -> tuple[str | None, str | None]:
+    words = full.split()
+    if not words:
+        return None, None
+    if len(words) == 1:
+        return None, words[0]
+    return " ".join(words[:-1]), words[-1]
+
+
+@register
+class NameSplit(NameJoin):
+    name = "name_split"
+
+
+def _compose_parts(parts: list[Any] | tuple[Any, ...]) -> Value:
+    cleaned = tuple(
+        (norm.multiline_text(part) if index == 0 else norm.text(part)) or "" for index, part in enumerate(parts)
+    )
+    return cleaned if any(cleaned) else None
+
+
+@lru_cache(maxsize=4096)
+def _compose_cached(parts: tuple[str | None, ...]) -> Value:
+    return _compose_parts(parts)
+
+
+_ADDRESS_KEYS: dict[str, tuple[str, str, str, str, str]] = {
+    "graph": ("street", "city", "state", "postalCode", "countryOrRegion"),
+    "google": ("streetAddress", "city", "region", "postalCode", "country"),
+}
+
+
+@register
+class Address(Transform):
+    """Address composition: five Salesforce fields (street, city, state, postal code, country) ↔ one
+    mailbox address object. Canonical: a 5-tuple of normalised parts (``""`` for a blank part), or
+    ``None`` when every part is blank. Streets keep their line breaks."""
+
+    name = "address"
+    salesforce_fields = 5
+
+    @staticmethod
+    def _compose(parts: list[Any]) -> Value:
+        if all(part is None or type(part) is str for part in parts):
+            return _compose_cached(tuple(parts))
+        return _compose_parts(parts)
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        return self._compose([path.get(doc) for path in rule.sf_paths])
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        assert rule.mb_path is not None
+        container = rule.mb_path.get(doc)
+        if not isinstance(container, Mapping):
+            return None
+        return self._compose([container.get(key) for key in _ADDRESS_KEYS[ctx.provider]])
+
+    def write_sf(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        parts = value if isinstance(value, tuple) else ("",) * 5
+        for path, part in zip(rule.sf_paths, parts, strict=True):
+            path.set(patch, current, part or None)
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        assert rule.mb_path is not None
+        parts = value if isinstance(value, tuple) else ("",) * 5
+        existing = rule.mb_path.get(current) if current is not None else None
+        body: dict[str, Any] = dict(existing) if isinstance(existing, Mapping) else {}
+        for key, part in zip(_ADDRESS_KEYS[ctx.provider], parts, strict=True):
+            if part:
+                body[key] = part
+            else:
+                body.pop(key, None)
+        rule.mb_path.set(patch, current, body)
+
+
+def _emails(items: Any, pick: Callable[[Mapping[str, Any]], Any]) -> Value:
+    if not isinstance(items, list):
+        return None
+    found = {address for item in items if isinstance(item, Mapping) if (address := norm.email(pick(item)))}
+    return tuple(sorted(found)) or None
+
+
+def _relation_email(item: Mapping[str, Any]) -> Any:
+    relation = item.get("Relation")
+    if isinstance(relation, Mapping) and relation.get("Email"):
+        return relation.get("Email")
+    return item.get("Email")
+
+
+def _sf_related(doc: Mapping[str, Any], rule: Rule) -> Value:
+    raw = rule.sf_paths[0].get(doc)
+    if isinstance(raw, Mapping):  # a SOQL child relationship: {"totalSize", "done", "records": [...]}
+        raw = raw.get("records")
+    return _emails(raw, _relation_email)
+
+
+@register
+class Attendees(Transform):
+    """Attendee list ↔ related Contacts/Leads. Canonical: the sorted, lower-cased attendee emails.
+
+    Salesforce side: the ``EventRelations`` child records (SOQL shape ``{"records": [{"RelationId",
+    "Relation": {"Email"}}]}`` or a plain list of ``{"Email"}``), written as a ``relate`` operation
+    (``add``/``remove`` emails) that the worker resolves to Contacts/Leads. Graph ``attendees`` (not the
+    organiser), Google ``attendees`` without the organiser and resources. Mailbox writes keep the
+    existing entries (names, responses) of attendees that stay.
+    """
+
+    name = "attendees"
+
+    def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        return _sf_related(doc, rule)
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        assert rule.mb_path is not None
+        items = rule.mb_path.get(doc)
+        if ctx.provider == "google":
+            if isinstance(items, list):
+                items = [
+                    item
+                    for item in items
+                    if isinstance(item, Mapping) and not item.get("organizer") and not item.get("resource")
+                ]
+            return _emails(items, lambda item: item.get("email"))
+        return _emails(items, _graph_address)
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        assert rule.mb_path is not None
+        wanted = value if isinstance(value, tuple) else ()
+        existing = rule.mb_path.get(current) if current is not None else None
+        kept: dict[str, Any] = {}
+        for item in existing if isinstance(existing, list) else []:
+            if not isinstance(item, Mapping):
+                continue
+            address = norm.email(item.get("email") if ctx.provider == "google" else _graph_address(item))
+            if address in wanted or (ctx.provider == "google" and item.get("organizer")):
+                kept[address or ""] = item
+        body: list[Any] = []
+        for address in wanted:
+            if address in kept:
+                body.append(kept.pop(address))
+            elif ctx.provider == "google":
+                body.append({"email": address})
+            else:
+                body.append({"emailAddress": {"address": address}, "type": "required"})
+        body.extend(kept.values())  # Google's organiser entry stays
+        rule.mb_path.set(patch, current, body)
+
+    def relates(self, rule: Rule, ctx: Context) -> bool:
+        return True
+
+    def relation(self, rule: Rule, old: Value, new: Value, ctx: Context) -> dict[str, Any]:
+        before = set(old) if isinstance(old, tuple) else set()
+        after = set(new) if isinstance(new, tuple) else set()
+        return {
+            "relation": rule.sf_paths[0].top,
+            "emails": sorted(after),
+            "add": sorted(after - before),
+            "remove": sorted(before - after),
+        }
+
+
+def _graph_address(item: Mapping[str, Any]) -> Any:
+    address = item.get("emailAddress")
+    return address.get("address") if isinstance(address, Mapping) else None
+
+
+@register
+class Participants(Attendees):
+    """Email participants (From, To, Cc) → the Task's related Contacts/Leads (``WhoId`` and
+    ``TaskWhoRelations``). Graph: ``from``, ``toRecipients``, ``ccRecipients``; Gmail: the ``From``,
+    ``To`` and ``Cc`` headers of ``payload.headers``. The mailbox path names the message part that
+    holds them (``from`` for Graph, ``payload.headers`` for Gmail). Read-only on the mailbox side."""
+
+    name = "participants"
+
+    def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
+        found: list[Any] = []
+        if ctx.provider == "google":
+            headers = doc.get("payload", {}).get("headers", [])
+            for header in headers if isinstance(headers, list) else []:
+                if isinstance(header, Mapping) and str(header.get("name", "")).lower() in {"from", "to", "cc"}:
+                    found.extend(_header_addresses(str(header.get("value", ""))))
+        else:
+            sender = doc.get("from")
+            found.append(_graph_address(sender) if isinstance(sender, Mapping) else None)
+            for key in ("toRecipients", "ccRecipients"):
+                items = doc.get(key)
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, Mapping):
+                        found.append(_graph_address(item))
+        cleaned = {address for raw in found if (address := norm.email(raw))}
+        return tuple(sorted(cleaned)) or None
+
+    def write_mb(
+        self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
+    ) -> None:
+        raise NotImplementedError("email participants are never written to a mailbox")
+
+
+def _header_addresses(value: str) -> list[str]:
+    from email.utils import getaddresses
+
+    return [address for _, address in getaddresses([value]) if address]
+
+
+@register
+class AccountName(Transform):
+    """Company ↔ account name. On a Lead the company is the ``Company`` field (a plain write); on a
+    Contact it is the related Account's name (``Account.Name``), which is changed by relating the Contact
+    to an Account of that name (a ``relate`` operation the worker resolves to an ``AccountId``)."""
+
+    name = "account_name"
+
+    def relates(self, rule: Rule, ctx: Context) -> bool:
+        return len(rule.sf_paths[0].steps) > 1
+
+    def relation(self, rule: Rule, old: Value, new: Value, ctx: Context) -> dict[str, Any]:
+        return {"relation": "Account", "field": "AccountId", "name": new}
