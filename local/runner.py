@@ -178,6 +178,7 @@ def proxy_event(
 def _api_handler(runner: LocalRunner) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)

@@ -216,13 +216,14 @@ class TokenIssuer:
 
 def verify_assertion(assertion: str, public_key_pem: str | bytes, *, audience: str | list[str]) -> dict[str, Any]:
     """Verify an RS256 JWT bearer assertion as the real token endpoints do; raises ``jwt.InvalidTokenError``."""
-    return jwt.decode(
+    claims: dict[str, Any] = jwt.decode(
         assertion,
         public_key_pem,
         algorithms=["RS256"],
         audience=audience,
         options={"require": ["exp", "iss", "aud"]},
     )
+    return claims
 
 
 # -------------------------------------------------------------------------------------------- pushes
@@ -485,6 +486,9 @@ class Sandbox:
 def _make_handler(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate small writes; with Nagle's algorithm and delayed ACKs
+        # every answer would wait ~40 ms. Real servers set TCP_NODELAY, and so do we.
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)

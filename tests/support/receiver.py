@@ -40,6 +40,7 @@ class Receiver:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from local.sandboxes.salesforce.main import main
+
+main()
