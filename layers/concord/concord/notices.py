@@ -1,0 +1,114 @@
+"""ChangeNotice: the one message the ingress functions put on the changes queue and the worker reads.
+
+A notice is a *hint* that something changed, never the change itself: the worker always re-reads the
+record (or runs a delta catch-up) before it plans anything. That keeps the notice small and lets a
+duplicated, reordered or late notice do no harm.
+
+Wire format (version 1): compact JSON, ``None`` fields left out, e.g.::
+
+    {"v":1,"id":"ntc_01JD4Q7Z8X2M5N6P7Q8R9S0T1U","source":"graph","connection_id":"conn_ada",
+     "object_type":"contact","kind":"change","record_id":"AAMk…","source_version":"W/\\"EQ…\\"",
+     "provider_event_id":"7f10…:updated:AAMk…","received_at":"2026-11-20T09:15:02.310000Z"}
+
+Compatibility: adding an *optional* field is a compatible change within ``v: 1`` (readers ignore
+fields they do not know, so an old worker survives a newer ingress during a deploy); any other change
+(renaming, a new required field, a changed meaning) is ``v: 2``, and the worker must read both until
+the queue and its DLQ hold no ``v: 1`` notice (DLQ retention: 14 days).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+__all__ = ["NOTICE_VERSION", "ChangeNotice", "Kind", "ObjectType", "Source", "new_notice_id"]
+
+NOTICE_VERSION: Literal[1] = 1
+
+Source = Literal["salesforce", "graph", "google"]
+ObjectType = Literal["contact", "lead", "event", "task", "email"]
+Kind = Literal["change", "catch_up", "reauthorize", "recreate_subscription"]
+"""What the worker is asked to do:
+
+* ``change``: re-read ``record_id`` on ``source`` and sync it;
+* ``catch_up``: run the delta catch-up of ``object_type`` for the connection (Salesforce: the
+  object's ``SystemModstamp`` watermark; Graph: the delta link; Google: history id / sync token),
+  because a notification was lost, could not describe the change (CDC gap events), or only said
+  "something changed" (Gmail push, Calendar channels);
+* ``reauthorize``: POST ``/subscriptions/{subscription_id}/reauthorize`` (Graph), then catch up;
+* ``recreate_subscription``: the push channel ``subscription_id`` is gone: create a new one, *then*
+  catch up. One notice carries both steps because the queue does not keep order between notices.
+"""
+
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_notice_id() -> str:
+    """A fresh notice id: ``ntc_`` and a ULID (48-bit milliseconds + 80 random bits), so ids sort by time."""
+    value = ((time.time_ns() // 1_000_000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "ntc_" + "".join(reversed(chars))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ChangeNotice(BaseModel):
+    """One hint that something changed in one place, shared by the ingress functions and the worker.
+
+    ``id`` is the notice's own id and the correlation id of everything logged about it, from ingress
+    to the sync log. ``provider_event_id`` is the id the sender gave the event (Salesforce
+    notification id, CDC transaction key, Pub/Sub message id, …): the key to recognise a redelivery.
+    ``connection_id`` is ``None`` for Salesforce-sourced notices: a Salesforce record can belong to
+    several connections, and the worker resolves them from the record it re-reads (its owner).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+    v: Literal[1] = NOTICE_VERSION
+    id: str = Field(default_factory=new_notice_id, pattern=r"^ntc_[0-9A-Z]{26}$")
+    source: Source
+    connection_id: _Text | None = None
+    object_type: ObjectType
+    kind: Kind = "change"
+    record_id: _Text | None = None
+    source_version: _Text | None = None
+    provider_event_id: _Text
+    subscription_id: _Text | None = None
+    received_at: datetime = Field(default_factory=_utc_now)
+
+    @field_validator("received_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("received_at must carry a time zone")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind == "change" and self.record_id is None:
+            raise ValueError("a change notice needs a record_id")
+        if self.kind in ("reauthorize", "recreate_subscription") and self.subscription_id is None:
+            raise ValueError(f"a {self.kind} notice needs a subscription_id")
+        if self.source != "salesforce" and self.connection_id is None:
+            raise ValueError(f"a {self.source} notice needs a connection_id")
+        return self
+
+    def to_message(self) -> str:
+        """The SQS message body: compact JSON, ``None`` fields left out."""
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> ChangeNotice:
+        """Read a message body written by :meth:`to_message` (raises ``pydantic.ValidationError``)."""
+        return cls.model_validate_json(body)

@@ -1,0 +1,177 @@
+"""The webhook apps against the local stack: DynamoDB Local (subscriptions, idempotency) and moto's SQS.
+
+Each test sends a request the way the sender would, lets the real app enqueue, and reads the queue.
+Google's keys come from a JWKS served over HTTP on loopback, so PyJWKClient really fetches them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from concord.ingress.apps.google_webhook import GoogleWebhook
+from concord.ingress.apps.graph_webhook import GraphWebhook
+from concord.ingress.apps.salesforce_events import SalesforceEvents
+from concord.ingress.apps.salesforce_webhook import SalesforceWebhook
+from concord.notices import ChangeNotice
+from concord.settings import WebhookSettings
+from tests.support.events import load_event
+from tests.unit.ingress.helpers import (
+    AUDIENCE,
+    CONTEXT,
+    ORG_ID,
+    PUSH_ACCOUNT,
+    SigningKey,
+    assert_no_canary,
+    channel_items,
+    graph_batch,
+    outbound_message,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from local.aws.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+KEY = SigningKey()
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    body = json.dumps(KEY.jwks()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # keep test output quiet; requests are asserted on, not logged
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/oauth2/v3/certs"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def settings(aws: LocalStack, jwks_url: str, monkeypatch: pytest.MonkeyPatch) -> WebhookSettings:
+    for name, value in {
+        "POWERTOOLS_SERVICE_NAME": "ingress-integration",
+        "POWERTOOLS_METRICS_NAMESPACE": "Concord",
+        "SALESFORCE_ORG_ID": ORG_ID,
+        "GOOGLE_PUSH_AUDIENCE": AUDIENCE,
+        "GOOGLE_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
+        "GOOGLE_JWKS_URL": jwks_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    dynamodb = aws.client("dynamodb")
+    for item in channel_items():
+        dynamodb.put_item(TableName=aws.env["SUBSCRIPTIONS_TABLE"], Item=item)
+    return WebhookSettings.from_env()
+
+
+def _drain(aws: LocalStack) -> list[str]:
+    sqs = aws.client("sqs")
+    bodies: list[str] = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = answer.get("Messages", [])
+        if not messages:
+            return bodies
+        bodies.extend(m["Body"] for m in messages)
+        sqs.delete_message_batch(
+            QueueUrl=aws.env["CHANGES_QUEUE_URL"],
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+
+
+def test_outbound_message_of_100_is_enqueued_once(
+    aws: LocalStack, settings: WebhookSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    webhook = SalesforceWebhook(settings)
+    event = load_event("salesforce_webhook/outbound_message")
+    event["body"] = outbound_message(100)
+    first = webhook.resolve(event, CONTEXT)
+    replay = webhook.resolve(event, CONTEXT)
+    assert first["statusCode"] == replay["statusCode"] == 200 and "<Ack>true</Ack>" in replay["body"]
+    bodies = _drain(aws)
+    assert len(bodies) == 100
+    assert {ChangeNotice.from_message(b).provider_event_id for b in bodies} == {
+        f"04l5g00000N{n:06d}A" for n in range(1, 101)
+    }
+    out = capsys.readouterr()
+    assert_no_canary(out.out, out.err, first["body"], *bodies)
+
+
+def test_outbound_message_from_another_org_enqueues_nothing(aws: LocalStack, settings: WebhookSettings) -> None:
+    event = load_event("salesforce_webhook/outbound_message")
+    event["body"] = outbound_message(2, org_id="00D000000000001AAA")
+    assert SalesforceWebhook(settings).resolve(event, CONTEXT)["statusCode"] == 403
+    assert _drain(aws) == []
+
+
+def test_graph_notifications_are_checked_against_the_subscriptions_table(
+    aws: LocalStack, settings: WebhookSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    webhook = GraphWebhook(settings)
+    event = load_event("graph_webhook/notifications")
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 202
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 202  # replay
+    forged = load_event("graph_webhook/notifications")
+    forged["body"] = graph_batch(5, client_state="CANARY-forged")
+    assert webhook.resolve(forged, CONTEXT)["statusCode"] == 403
+    bodies = _drain(aws)
+    assert sorted(ChangeNotice.from_message(b).object_type for b in bodies) == ["contact", "event"]
+    out = capsys.readouterr()
+    assert_no_canary(out.out, out.err, *bodies)
+
+
+def test_graph_batch_of_100(aws: LocalStack, settings: WebhookSettings) -> None:
+    event = load_event("graph_webhook/notifications")
+    event["body"] = graph_batch(100)
+    assert GraphWebhook(settings).resolve(event, CONTEXT)["statusCode"] == 202
+    assert len(_drain(aws)) == 100
+
+
+def test_gmail_push_verified_with_fetched_keys(aws: LocalStack, settings: WebhookSettings) -> None:
+    webhook = GoogleWebhook(settings)
+    event = load_event("google_webhook/gmail_push")
+    event["headers"]["Authorization"] = f"Bearer {KEY.token()}"
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 200
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 200  # replay
+    forged = load_event("google_webhook/gmail_push")  # the fixture's token: not signed by our keys
+    assert webhook.resolve(forged, CONTEXT)["statusCode"] == 401
+    [body] = _drain(aws)
+    notice = ChangeNotice.from_message(body)
+    assert (notice.connection_id, notice.kind, notice.source_version) == ("conn_ada_google", "catch_up", "9876543210")
+
+
+def test_calendar_channel_notification(aws: LocalStack, settings: WebhookSettings) -> None:
+    webhook = GoogleWebhook(settings)
+    event = load_event("google_webhook/calendar_notification")
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 200
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 200  # replay
+    event["headers"]["X-Goog-Channel-Token"] = "CANARY-wrong"
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 403
+    assert len(_drain(aws)) == 1
+
+
+def test_change_event_enqueued_once(aws: LocalStack, settings: WebhookSettings) -> None:
+    handler = SalesforceEvents(settings)
+    event = load_event("salesforce_events/contact_change_event")
+    assert handler.handle(event, CONTEXT)["status"] == "enqueued"
+    assert handler.handle(event, CONTEXT)["status"] == "replayed"
+    [body] = _drain(aws)
+    assert ChangeNotice.from_message(body).record_id == "0035g00000ADALVAA1"
