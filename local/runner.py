@@ -104,8 +104,6 @@ class Function:
     def invoke(self, event: dict[str, Any]) -> Any:
         entry = self.load()
         self.invocations += 1
-        # Powertools reads some settings per call; give it this function's view of the environment.
-        os.environ.update(self.env)
         context = LambdaContext(self.logical_id, self.memory_mb, self.timeout_s)
         return entry(event, context)
 
@@ -275,6 +273,7 @@ class LocalRunner:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> LocalRunner:
+        self._environ = dict(os.environ)  # handlers' imports set their variables; stop() puts these back
         self._spawn("api", self._server.serve_forever)
         for fn in self.functions.values():
             for name, event in fn.events.items():
@@ -290,6 +289,8 @@ class LocalRunner:
         self._server.server_close()
         for thread in self._threads:
             thread.join(timeout=15)
+        os.environ.clear()
+        os.environ.update(self._environ)
 
     def __enter__(self) -> LocalRunner:
         return self.start()

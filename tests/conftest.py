@@ -23,6 +23,9 @@ for _key, _value in OFFLINE_ENV.items():
     os.environ[_key] = _value
 for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
     os.environ.pop(_key, None)
+# Whatever test first imports concord.observability fixes its service name for the session.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "concord-tests")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Concord")
 
 
 @pytest.fixture(scope="session")

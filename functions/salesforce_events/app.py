@@ -1,0 +1,28 @@
+"""salesforce_events: Salesforce change events relayed by Event Relay through EventBridge -> change notices.
+
+The handler is thin on purpose: authentication, parsing, idempotency and enqueueing live in
+``concord.ingress.apps.salesforce_events``, where they are unit-tested without Lambda.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from concord.ingress.apps.salesforce_events import SalesforceEvents
+from concord.observability import logger, metrics, tracer
+from concord.settings import WebhookSettings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+settings = WebhookSettings.from_env()
+handler = SalesforceEvents(settings)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handler.handle(event, context)

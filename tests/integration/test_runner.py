@@ -1,0 +1,55 @@
+"""The local runner plays API Gateway, the SQS event source and EventBridge faithfully."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from local.runner import LocalRunner, pattern_matches
+
+if TYPE_CHECKING:
+    from local.aws.stack import LocalStack
+
+
+def test_an_api_route_reaches_its_function_as_a_proxy_event_and_answers_over_http(aws: LocalStack) -> None:
+    with LocalRunner(aws) as runner:
+        # Graph's validation handshake: the token comes back decoded, as text/plain, with 200
+        answer = httpx.post(f"{runner.url}/graph/notifications", params={"validationToken": "Validation: Token 1"})
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert answer.text == "Validation: Token 1"
+        assert httpx.post(f"{runner.url}/no/such/route").status_code == 404
+
+
+def test_the_sqs_event_source_deletes_what_succeeded_and_lets_failures_reach_the_dlq(aws: LocalStack) -> None:
+    sqs = aws.client("sqs")
+    good = json.dumps({"id": "n-1", "source": "graph", "object_type": "contact"})
+    sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody=good)
+    sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody="not json at all")
+    # A one-second visibility timeout makes a reported failure come back quickly (5 receives → DLQ).
+    sqs.set_queue_attributes(QueueUrl=aws.env["CHANGES_QUEUE_URL"], Attributes={"VisibilityTimeout": "1"})
+
+    with LocalRunner(aws, poll_wait_s=0.2, batching_window_s=0) as runner:
+        worker = runner.functions["SyncWorkerFunction"]
+        deadline = time.monotonic() + 30
+        dead: list[dict[str, str]] = []
+        while time.monotonic() < deadline and not dead:
+            dead = sqs.receive_message(QueueUrl=aws.env["CHANGES_DLQ_URL"]).get("Messages", [])
+            time.sleep(0.2)
+
+    assert [m["Body"] for m in dead] == ["not json at all"]
+    assert worker.invocations >= 5  # the malformed body was delivered five times before the DLQ took it
+    left = sqs.get_queue_attributes(QueueUrl=aws.env["CHANGES_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    assert left["ApproximateNumberOfMessages"] == "0"
+    assert left["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_eventbridge_patterns_match_on_prefix_and_exact_values() -> None:
+    pattern = {"source": [{"prefix": "aws.partner/salesforce.com"}], "detail-type": ["ContactChangeEvent"]}
+    event = {"source": "aws.partner/salesforce.com/00D5g000004SEEDAAA/0YLabc", "detail-type": "ContactChangeEvent"}
+    assert pattern_matches(pattern, event)
+    assert not pattern_matches(pattern, {**event, "source": "aws.events"})
+    assert not pattern_matches(pattern, {**event, "detail-type": "LeadChangeEvent"})
