@@ -1,0 +1,747 @@
+"""Google Workspace client: Calendar events, People contacts and Gmail metadata, as one user at a time.
+
+Concord acts *as* each mailbox user through a service account with domain-wide delegation: it signs a
+short JWT (``iss`` the service account, ``sub`` the user, ``scope``, ``aud`` the token URL) and trades it
+for an access token, cached per (user, scope) until shortly before it expires. A 401 on an API call
+means the token was revoked or expired early: the client drops it, signs a new assertion and retries
+the call once; a second 401 is an :class:`AuthError`.
+
+Error mapping (Google's JSON ``{"error": {"code", "message", "status", "errors": [{reason}]}}``):
+
+* 429, 403 ``rateLimitExceeded``/``userRateLimitExceeded`` and 5xx → :class:`TransientError`
+  (the shared transport backs off, honouring ``Retry-After``);
+* Calendar 410 ``fullSyncRequired``, People 400 ``EXPIRED_SYNC_TOKEN`` and Gmail history 404 →
+  :class:`ResyncRequired` (the cursor is gone: do a full sync);
+* Calendar 412 (``If-Match``) and People ``updateContact`` 400 ``FAILED_PRECONDITION`` (stale ``etag``) →
+  :class:`ConflictError`;
+* other 404 (and Calendar 410 ``deleted``) → :class:`NotFoundError`; other 4xx → :class:`PermanentError`.
+
+Writes never mail attendees unless asked: every Calendar write sends ``sendUpdates=none`` by default.
+
+The service layer depends on :class:`GoogleMailbox` only; :class:`GoogleClient` is the production
+implementation and ``local.sandboxes.google`` the server it is contract-tested against.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote
+
+import httpx
+import jwt
+
+from concord.adapters.http import (
+    DEFAULT_TIMEOUT,
+    AuthError,
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    PermanentError,
+    Redactor,
+    ResyncRequired,
+    RetryPolicy,
+    TokenExpired,
+    TransientError,
+    error_text,
+    parse_retry_after,
+)
+from concord.adapters.http import HttpTransport as _HttpTransport
+from concord.observability import trace_httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+SendUpdates = Literal["none", "all", "externalOnly"]
+
+# --------------------------------------------------------------------------------------- interface
+
+
+class GoogleMailbox(Protocol):
+    """What the service layer needs from a Google Workspace mailbox. ``user`` is the user's email."""
+
+    # Calendar
+    def list_events(
+        self, user: str, *, calendar_id: str = "primary", sync_token: str | None = None, ical_uid: str | None = None
+    ) -> Delta:
+        """All events (full sync, no ``sync_token``) or the changes since ``sync_token`` (deleted ones
+        with ``status: "cancelled"``), every page followed. Raises :class:`ResyncRequired` (410)."""
+        ...
+
+    def get_event(self, user: str, event_id: str, *, calendar_id: str = "primary") -> dict[str, Any]: ...
+
+    def insert_event(
+        self, user: str, event: Mapping[str, Any], *, calendar_id: str = "primary", send_updates: SendUpdates = "none"
+    ) -> dict[str, Any]: ...
+
+    def patch_event(
+        self,
+        user: str,
+        event_id: str,
+        changes: Mapping[str, Any],
+        *,
+        etag: str | None = None,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+    ) -> dict[str, Any]:
+        """Patch with ``If-Match: etag`` when given; a stale etag raises :class:`ConflictError`."""
+        ...
+
+    def delete_event(
+        self,
+        user: str,
+        event_id: str,
+        *,
+        etag: str | None = None,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+    ) -> None: ...
+
+    def watch_events(
+        self,
+        user: str,
+        *,
+        channel_id: str,
+        address: str,
+        token: str | None = None,
+        expiration_ms: int | None = None,
+        calendar_id: str = "primary",
+    ) -> Channel: ...
+
+    def stop_channel(self, user: str, channel_id: str, resource_id: str) -> None: ...
+
+    # People
+    def list_contacts(self, user: str, *, sync_token: str | None = None) -> Delta:
+        """All contacts, or the changes since ``sync_token`` (deleted ones carry ``metadata.deleted``).
+        Raises :class:`ResyncRequired` when the token expired."""
+        ...
+
+    def get_contact(self, user: str, resource_name: str) -> dict[str, Any]: ...
+
+    def create_contact(self, user: str, person: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def update_contact(
+        self, user: str, resource_name: str, person: Mapping[str, Any], update_fields: Iterable[str]
+    ) -> dict[str, Any]:
+        """``person`` must carry the current ``etag``; a stale one raises :class:`ConflictError`."""
+        ...
+
+    def delete_contact(self, user: str, resource_name: str) -> None: ...
+
+    def ensure_contact_group(self, user: str, name: str) -> str:
+        """The resource name of the user's contact group called ``name``, created if missing."""
+        ...
+
+    def modify_group_members(
+        self, user: str, group: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        """Add/remove people (resource names) to a group; returns the names Google did not find."""
+        ...
+
+    # Gmail
+    def watch_mailbox(self, user: str, topic: str, *, label_ids: Iterable[str] = ("INBOX",)) -> MailboxWatch: ...
+
+    def stop_mailbox_watch(self, user: str) -> None: ...
+
+    def mailbox_history_id(self, user: str) -> int:
+        """The mailbox's current history id: the cursor to store after a full sync."""
+        ...
+
+    def list_history(self, user: str, start_history_id: int) -> History:
+        """Ids of messages added since ``start_history_id``. Raises :class:`ResyncRequired` (404)."""
+        ...
+
+    def list_message_ids(self, user: str, *, query: str | None = None, limit: int = 500) -> list[str]: ...
+
+    def get_message(self, user: str, message_id: str) -> dict[str, Any]:
+        """Metadata only: ids, labels, snippet, ``internalDate`` and the headers in :data:`MESSAGE_HEADERS`."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """A service account key with domain-wide delegation (the fields of Google's JSON key file)."""
+
+    client_email: str
+    private_key: str = field(repr=False)  # PEM; never printed
+    private_key_id: str | None = None
+    token_uri: str = "https://oauth2.googleapis.com/token"
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> ServiceAccount:
+        """From the parsed JSON key file (as stored in Secrets Manager)."""
+        return cls(
+            client_email=str(info["client_email"]),
+            private_key=str(info["private_key"]),
+            private_key_id=info.get("private_key_id"),
+            token_uri=str(info.get("token_uri") or "https://oauth2.googleapis.com/token"),
+        )
+
+
+@dataclass(frozen=True)
+class GoogleEndpoints:
+    """Base URLs of the three APIs (no trailing slash). ``for_base`` points all of them at one host."""
+
+    calendar: str = "https://www.googleapis.com/calendar/v3"
+    people: str = "https://people.googleapis.com/v1"
+    gmail: str = "https://gmail.googleapis.com/gmail/v1"
+
+    @classmethod
+    def for_base(cls, base_url: str) -> GoogleEndpoints:
+        base = base_url.rstrip("/")
+        return cls(calendar=f"{base}/calendar/v3", people=f"{base}/v1", gmail=f"{base}/gmail/v1")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The result of a full or incremental listing: every item of every page, and the next cursor."""
+
+    items: list[dict[str, Any]]
+    next_sync_token: str | None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A Calendar push channel (``api#channel``)."""
+
+    id: str
+    resource_id: str
+    resource_uri: str
+    expiration_ms: int | None
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MailboxWatch:
+    history_id: int
+    expiration_ms: int
+
+
+@dataclass(frozen=True)
+class History:
+    """Messages added since the start id (oldest first, without duplicates) and the mailbox's history id."""
+
+    message_ids: list[str]
+    history_id: int
+
+
+SCOPE_CALENDAR = "https://www.googleapis.com/auth/calendar"
+SCOPE_CONTACTS = "https://www.googleapis.com/auth/contacts"
+SCOPE_GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
+
+PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,addresses,birthdays,memberships,metadata"
+MESSAGE_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
+
+# Calendar also answers 403 ``quotaExceeded`` ("Calendar usage limits exceeded") and asks for backoff.
+_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "RATE_LIMIT_EXCEEDED"})
+_RESYNC_REASONS = frozenset({"fullSyncRequired", "updatedMinTooLongAgo", "EXPIRED_SYNC_TOKEN"})
+_TOKEN_MARGIN_S = 120.0  # refresh this long before expiry: a call must not start with a dying token
+_ASSERTION_LIFETIME_S = 3600  # Google's maximum
+
+_log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------- classification
+
+
+def _error_parts(response: httpx.Response) -> tuple[str, str, set[str]]:
+    """(message, status name, reasons) of a Google error body; tolerant of non-JSON bodies."""
+    try:
+        body = response.json()
+    except ValueError:
+        return error_text(response, 200), "", set()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return error_text(response, 200), "", set()
+    reasons = {str(e.get("reason")) for e in error.get("errors") or () if isinstance(e, dict) and e.get("reason")}
+    # Newer APIs (People) carry the reason in an ``ErrorInfo`` detail instead of ``errors``.
+    reasons |= {str(d.get("reason")) for d in error.get("details") or () if isinstance(d, dict) and d.get("reason")}
+    return str(error.get("message", ""))[:300], str(error.get("status", "")), reasons
+
+
+def classify(response: httpx.Response) -> ConnectorError | None:
+    """Turn a Google API response into ``None`` (usable) or the typed error it means."""
+    status = response.status_code
+    if status < 300:
+        return None
+    message, status_name, reasons = _error_parts(response)
+    code = next(iter(sorted(reasons)), None) or status_name or None
+    request = response.request
+    what = f"{request.method} {request.url.path}: {message}"
+    if status == 401:
+        return TokenExpired("google", what, status=status, code=code)
+    if status == 429 or (status == 403 and reasons & _RATE_REASONS):
+        return TransientError(
+            "google", what, status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    if status >= 500:
+        return TransientError(
+            "google", what, status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    if reasons & _RESYNC_REASONS or (status == 404 and request.url.path.endswith("/history")):
+        return ResyncRequired("google", what, status=status, code=code or "RESYNC")
+    # People words a stale etag as 400 FAILED_PRECONDITION; Gmail uses the same status for "mail service not
+    # enabled", which is no conflict: only updateContact's is one.
+    stale_person = status_name == "FAILED_PRECONDITION" and request.url.path.endswith(":updateContact")
+    if status == 412 or (status == 400 and stale_person):
+        return ConflictError("google", what, status=status, code=code)
+    if status in (404, 410):
+        return NotFoundError("google", what, status=status, code=code)
+    if status == 403:
+        return AuthError("google", what, status=status, code=code)
+    return PermanentError("google", what, status=status, code=code)
+
+
+def classify_token(response: httpx.Response) -> ConnectorError | None:
+    """The OAuth token endpoint speaks RFC 6749 errors (``{"error", "error_description"}``)."""
+    status = response.status_code
+    if status < 300:
+        return None
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 or status >= 500:
+        return TransientError("google", f"token endpoint answered {status}", status=status, retry_after=retry_after)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    code = body.get("error") if isinstance(body.get("error"), str) else ""  # RFC 6749: a string
+    description = str(body.get("error_description", ""))[:200]
+    return AuthError("google", f"token request refused: {description}", status=status, code=code or None)
+
+
+# -------------------------------------------------------------------------------------------- tokens
+
+
+class _TokenCache:
+    """Access tokens per (user, scope), obtained with signed JWT assertions. Thread-safe."""
+
+    def __init__(self, account: ServiceAccount, transport: _HttpTransport, clock: Callable[[], float]):
+        self._account = account
+        self._transport = transport
+        self._clock = clock
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user: str, scope: str) -> str:
+        with self._lock:
+            cached = self._tokens.get((user, scope))
+        if cached and cached[1] - _TOKEN_MARGIN_S > self._clock():
+            return cached[0]
+        token, expires_at = self._fetch(user, scope)
+        with self._lock:
+            self._tokens[(user, scope)] = (token, expires_at)
+        return token
+
+    def drop(self, user: str, scope: str) -> None:
+        with self._lock:
+            self._tokens.pop((user, scope), None)
+
+    def _fetch(self, user: str, scope: str) -> tuple[str, float]:
+        now = int(self._clock())
+        claims = {
+            "iss": self._account.client_email,
+            "sub": user,
+            "scope": scope,
+            "aud": self._account.token_uri,
+            "iat": now,
+            "exp": now + _ASSERTION_LIFETIME_S,
+        }
+        headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
+        assertion = jwt.encode(claims, self._account.private_key, algorithm="RS256", headers=headers)
+        self._transport.redact.add(assertion)
+        response = self._transport.request(
+            "POST",
+            self._account.token_uri,
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+        )
+        try:
+            body = response.json()
+            token = str(body["access_token"])
+            expires_in = float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            raise AuthError("google", "token endpoint answered without an access token") from None
+        self._transport.redact.add(token)
+        return token, now + expires_in
+
+
+# -------------------------------------------------------------------------------------------- client
+
+
+class GoogleClient:
+    """Production :class:`GoogleMailbox` over httpx. Safe to keep for the life of a Lambda container.
+
+    ``time_left`` bounds retries (seconds the caller may still spend); ``sleep`` is injectable for tests;
+    ``page_sizes`` holds the page size each list call asks for (Google's maxima by default).
+    """
+
+    def __init__(
+        self,
+        account: ServiceAccount,
+        *,
+        endpoints: GoogleEndpoints | None = None,
+        verify: str | bool = True,
+        client: httpx.Client | None = None,
+        time_left: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.endpoints = endpoints or GoogleEndpoints()
+        self.page_sizes = {"events": 2500, "contacts": 1000, "history": 500, "messages": 500, "groups": 1000}
+        self._redactor = Redactor()
+        self._redactor.add(account.private_key)
+        # httpx deprecates a CA-bundle path for ``verify``: give it a context made from the bundle.
+        tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        if client is None:
+            trace_httpx()
+        http = client or httpx.Client(timeout=DEFAULT_TIMEOUT, verify=tls)
+        common: dict[str, Any] = {
+            "client": http,
+            "policy": policy,
+            "redactor": self._redactor,
+            "time_left": time_left,
+            "sleep": sleep,
+        }
+        self.transport = _HttpTransport("google", classify, **common)
+        self._token_transport = _HttpTransport("google", classify_token, **common)
+        self._tokens = _TokenCache(account, self._token_transport, clock)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- plumbing
+
+    def _call(
+        self,
+        scope: str,
+        user: str,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One API call as ``user``, refreshing the token once if Google refuses it."""
+
+        def send() -> httpx.Response:
+            token = self._tokens.get(user, scope)
+            auth = {**(headers or {}), "Authorization": f"Bearer {token}"}
+            return self.transport.request(method, url, params=params, json=json, headers=auth)
+
+        try:
+            return send()
+        except TokenExpired:
+            self._tokens.drop(user, scope)
+            _log.info("google refused an access token; refreshing it once")
+        try:
+            return send()
+        except TokenExpired as exc:
+            self._tokens.drop(user, scope)
+            raise AuthError("google", str(exc).removeprefix("google: "), status=401, code=exc.code) from None
+
+    def _json(self, scope: str, user: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._call(scope, user, method, url, **kwargs)
+        if not response.content:
+            return {}
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+    def _pages(self, scope: str, user: str, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a list call, following ``nextPageToken``."""
+        page_token: str | None = None
+        while True:
+            page = self._json(
+                scope, user, "GET", url, params={**params, **({"pageToken": page_token} if page_token else {})}
+            )
+            yield page
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return
+
+    # --- Calendar
+
+    def _events_url(self, calendar_id: str, *rest: str) -> str:
+        parts = [self.endpoints.calendar, "calendars", _quote(calendar_id), "events", *(_quote(r) for r in rest)]
+        return "/".join(parts)
+
+    def list_events(
+        self, user: str, *, calendar_id: str = "primary", sync_token: str | None = None, ical_uid: str | None = None
+    ) -> Delta:
+        params: dict[str, Any] = {"maxResults": self.page_sizes["events"]}
+        if sync_token:
+            params["syncToken"] = sync_token  # incompatible with time filters: the API refuses both
+        elif ical_uid:
+            params["iCalUID"] = ical_uid
+        items: list[dict[str, Any]] = []
+        next_sync: str | None = None
+        for page in self._pages(SCOPE_CALENDAR, user, self._events_url(calendar_id), params):
+            items.extend(page.get("items") or [])
+            next_sync = page.get("nextSyncToken") or next_sync
+        return Delta(items, next_sync)
+
+    def get_event(self, user: str, event_id: str, *, calendar_id: str = "primary") -> dict[str, Any]:
+        return self._json(SCOPE_CALENDAR, user, "GET", self._events_url(calendar_id, event_id))
+
+    def insert_event(
+        self, user: str, event: Mapping[str, Any], *, calendar_id: str = "primary", send_updates: SendUpdates = "none"
+    ) -> dict[str, Any]:
+        return self._json(
+            SCOPE_CALENDAR,
+            user,
+            "POST",
+            self._events_url(calendar_id),
+            params={"sendUpdates": send_updates},
+            json=dict(event),
+        )
+
+    def patch_event(
+        self,
+        user: str,
+        event_id: str,
+        changes: Mapping[str, Any],
+        *,
+        etag: str | None = None,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+    ) -> dict[str, Any]:
+        return self._json(
+            SCOPE_CALENDAR,
+            user,
+            "PATCH",
+            self._events_url(calendar_id, event_id),
+            params={"sendUpdates": send_updates},
+            json=dict(changes),
+            headers={"If-Match": etag} if etag else None,
+        )
+
+    def delete_event(
+        self,
+        user: str,
+        event_id: str,
+        *,
+        etag: str | None = None,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+    ) -> None:
+        self._call(
+            SCOPE_CALENDAR,
+            user,
+            "DELETE",
+            self._events_url(calendar_id, event_id),
+            params={"sendUpdates": send_updates},
+            headers={"If-Match": etag} if etag else None,
+        )
+
+    def watch_events(
+        self,
+        user: str,
+        *,
+        channel_id: str,
+        address: str,
+        token: str | None = None,
+        expiration_ms: int | None = None,
+        calendar_id: str = "primary",
+    ) -> Channel:
+        if token:
+            self._redactor.add(token)
+        body: dict[str, Any] = {"id": channel_id, "type": "web_hook", "address": address}
+        if token:
+            body["token"] = token
+        if expiration_ms:
+            body["expiration"] = str(expiration_ms)
+        answer = self._json(SCOPE_CALENDAR, user, "POST", self._events_url(calendar_id, "watch"), json=body)
+        expiration = answer.get("expiration")
+        return Channel(
+            id=str(answer["id"]),
+            resource_id=str(answer["resourceId"]),
+            resource_uri=str(answer.get("resourceUri", "")),
+            expiration_ms=int(expiration) if expiration else None,
+            token=answer.get("token"),
+        )
+
+    def stop_channel(self, user: str, channel_id: str, resource_id: str) -> None:
+        self._call(
+            SCOPE_CALENDAR,
+            user,
+            "POST",
+            f"{self.endpoints.calendar}/channels/stop",
+            json={"id": channel_id, "resourceId": resource_id},
+        )
+
+    # --- People
+
+    def _person_url(self, resource_name: str, action: str = "") -> str:
+        if not resource_name.startswith("people/"):
+            raise PermanentError("google", "a person's resource name starts with 'people/'")
+        return f"{self.endpoints.people}/people/{_quote(resource_name.removeprefix('people/'))}{action}"
+
+    def list_contacts(self, user: str, *, sync_token: str | None = None) -> Delta:
+        params: dict[str, Any] = {"personFields": PERSON_FIELDS, "pageSize": self.page_sizes["contacts"]}
+        # Every call repeats the first call's parameters, as People requires of incremental syncs.
+        params["requestSyncToken"] = "true"
+        if sync_token:
+            params["syncToken"] = sync_token
+        items: list[dict[str, Any]] = []
+        next_sync: str | None = None
+        url = f"{self.endpoints.people}/people/me/connections"
+        for page in self._pages(SCOPE_CONTACTS, user, url, params):
+            items.extend(page.get("connections") or [])
+            next_sync = page.get("nextSyncToken") or next_sync
+        return Delta(items, next_sync)
+
+    def get_contact(self, user: str, resource_name: str) -> dict[str, Any]:
+        return self._json(
+            SCOPE_CONTACTS, user, "GET", self._person_url(resource_name), params={"personFields": PERSON_FIELDS}
+        )
+
+    def create_contact(self, user: str, person: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json(
+            SCOPE_CONTACTS,
+            user,
+            "POST",
+            f"{self.endpoints.people}/people:createContact",
+            params={"personFields": PERSON_FIELDS},
+            json=dict(person),
+        )
+
+    def update_contact(
+        self, user: str, resource_name: str, person: Mapping[str, Any], update_fields: Iterable[str]
+    ) -> dict[str, Any]:
+        fields = ",".join(update_fields)
+        if not person.get("etag") or not fields:
+            raise PermanentError("google", "updateContact needs the person's etag and at least one field")
+        return self._json(
+            SCOPE_CONTACTS,
+            user,
+            "PATCH",
+            self._person_url(resource_name, ":updateContact"),
+            params={"updatePersonFields": fields, "personFields": PERSON_FIELDS},
+            json=dict(person),
+        )
+
+    def delete_contact(self, user: str, resource_name: str) -> None:
+        self._call(SCOPE_CONTACTS, user, "DELETE", self._person_url(resource_name, ":deleteContact"))
+
+    def list_contact_groups(self, user: str) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = []
+        url = f"{self.endpoints.people}/contactGroups"
+        for page in self._pages(SCOPE_CONTACTS, user, url, {"pageSize": self.page_sizes["groups"]}):
+            groups.extend(page.get("contactGroups") or [])
+        return groups
+
+    def ensure_contact_group(self, user: str, name: str) -> str:
+        for group in self.list_contact_groups(user):
+            if group.get("groupType") == "USER_CONTACT_GROUP" and group.get("name") == name:
+                return str(group["resourceName"])
+        try:
+            created = self._json(
+                SCOPE_CONTACTS,
+                user,
+                "POST",
+                f"{self.endpoints.people}/contactGroups",
+                json={"contactGroup": {"name": name}},
+            )
+        except PermanentError as exc:
+            if exc.status != 409:
+                raise
+            # Another worker created it between our list and create: find theirs.
+            for group in self.list_contact_groups(user):
+                if group.get("name") == name:
+                    return str(group["resourceName"])
+            raise
+        return str(created["resourceName"])
+
+    def modify_group_members(
+        self, user: str, group: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        body = {"resourceNamesToAdd": list(add), "resourceNamesToRemove": list(remove)}
+        group_id = group.removeprefix("contactGroups/")
+        answer = self._json(
+            SCOPE_CONTACTS,
+            user,
+            "POST",
+            f"{self.endpoints.people}/contactGroups/{_quote(group_id)}/members:modify",
+            json=body,
+        )
+        return [str(n) for n in answer.get("notFoundResourceNames") or []]
+
+    # --- Gmail
+
+    def _gmail_url(self, user: str, *rest: str) -> str:
+        return "/".join([self.endpoints.gmail, "users", _quote(user), *rest])
+
+    def watch_mailbox(self, user: str, topic: str, *, label_ids: Iterable[str] = ("INBOX",)) -> MailboxWatch:
+        body = {"topicName": topic, "labelIds": list(label_ids), "labelFilterBehavior": "include"}
+        answer = self._json(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "watch"), json=body)
+        return MailboxWatch(history_id=int(answer["historyId"]), expiration_ms=int(answer["expiration"]))
+
+    def stop_mailbox_watch(self, user: str) -> None:
+        self._call(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "stop"))
+
+    def mailbox_history_id(self, user: str) -> int:
+        return int(self._json(SCOPE_GMAIL, user, "GET", self._gmail_url(user, "profile"))["historyId"])
+
+    def list_history(self, user: str, start_history_id: int) -> History:
+        params = {
+            "startHistoryId": str(start_history_id),
+            "historyTypes": "messageAdded",
+            "maxResults": self.page_sizes["history"],
+        }
+        seen: dict[str, None] = {}  # insertion-ordered set: a message can appear in several records
+        history_id = start_history_id
+        for page in self._pages(SCOPE_GMAIL, user, self._gmail_url(user, "history"), params):
+            for record in page.get("history") or []:
+                for added in record.get("messagesAdded") or []:
+                    seen[str(added["message"]["id"])] = None
+            history_id = max(history_id, int(page.get("historyId") or 0))
+        return History(list(seen), history_id)
+
+    def list_message_ids(self, user: str, *, query: str | None = None, limit: int = 500) -> list[str]:
+        params: dict[str, Any] = {"maxResults": min(limit, self.page_sizes["messages"])}
+        if query:
+            params["q"] = query
+        ids: list[str] = []
+        for page in self._pages(SCOPE_GMAIL, user, self._gmail_url(user, "messages"), params):
+            ids.extend(str(m["id"]) for m in page.get("messages") or [])
+            if len(ids) >= limit:
+                return ids[:limit]
+        return ids
+
+    def get_message(self, user: str, message_id: str) -> dict[str, Any]:
+        params = [("format", "metadata"), *(("metadataHeaders", h) for h in MESSAGE_HEADERS)]
+        return self._json(SCOPE_GMAIL, user, "GET", self._gmail_url(user, "messages", message_id), params=params)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(client: GoogleClient) -> GoogleMailbox:
+        return client  # mypy proves the client implements the interface the service layer uses
+
+
+def _quote(segment: str) -> str:
+    """Percent-encode one path segment (emails, ids, ``primary``) so it cannot alter the path."""
+    return quote(segment, safe="@:")
+
+
+__all__ = [
+    "MESSAGE_HEADERS",
+    "PERSON_FIELDS",
+    "Channel",
+    "Delta",
+    "GoogleClient",
+    "GoogleEndpoints",
+    "GoogleMailbox",
+    "History",
+    "MailboxWatch",
+    "ServiceAccount",
+    "classify",
+    "classify_token",
+]
