@@ -1,8 +1,9 @@
 """``make run``: the whole system on this one machine.
 
-Starts the local AWS stack (DynamoDB Local and moto, provisioned from template.yaml), prints every
-endpoint, and stays up until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started: no
-process is left behind.
+Starts :class:`~local.system.LocalSystem` (the local AWS stack provisioned from template.yaml, the
+Salesforce, Graph and Google sandboxes with seed data, and every function behind the local runner),
+prints every endpoint, and stays up until Ctrl-C (SIGINT) or SIGTERM, then stops everything it
+started: no process is left behind.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import signal
 import sys
 import threading
 import time
-from contextlib import ExitStack
 
-from local.aws.stack import LocalStack
+from local.system import LocalSystem
 
 READY_LINE = "concord: ready"
 
@@ -29,17 +29,21 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     started = time.monotonic()
-    with ExitStack() as running:
-        stack = running.enter_context(LocalStack())
-        print(f"concord: local AWS stack up in {time.monotonic() - started:.1f}s", flush=True)
-        print(f"  DynamoDB Local   {stack.dynamodb.url}")
-        print(f"  moto (SQS, Secrets Manager, SSM, EventBridge)   {stack.moto.url}")
+    with LocalSystem() as system:
+        stack = system.stack
+        print(f"concord: up in {time.monotonic() - started:.1f}s", flush=True)
+        for name, url in system.endpoints().items():
+            print(f"  {name:<48} {url}")
         print("  environment for functions, the CLI and boto3:")
         for key, value in sorted(stack.env.items()):
             if not key.startswith("AWS_SECRET") and key != "AWS_SESSION_TOKEN":
                 print(f"    {key}={value}")
         print(READY_LINE + " (Ctrl-C to stop)", flush=True)
+        reported = 0
         while not stop.wait(0.5):
+            for error in system.runner.errors[reported:]:
+                print(f"concord: function error: {error}", file=sys.stderr, flush=True)
+            reported = len(system.runner.errors)
             for server in (stack.dynamodb, stack.moto):
                 if server.process is not None and server.process.poll() is not None:
                     print(f"concord: {server.name} exited unexpectedly; see {server.log}", file=sys.stderr)

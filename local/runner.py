@@ -239,6 +239,7 @@ class LocalRunner:
         schedule_interval_s: float = 60.0,
         poll_wait_s: float = 1.0,
         batching_window_s: float | None = None,
+        poll_queues: bool = True,
     ):
         assert stack.provisioned is not None, "start the stack first"
         self.stack = stack
@@ -247,6 +248,7 @@ class LocalRunner:
         self.schedule_interval_s = schedule_interval_s
         self.poll_wait_s = poll_wait_s
         self.batching_window_s = batching_window_s  # overrides the template's window (tests use 0)
+        self.poll_queues = poll_queues  # False: messages stay queued for a test to read
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -277,7 +279,7 @@ class LocalRunner:
         self._spawn("api", self._server.serve_forever)
         for fn in self.functions.values():
             for name, event in fn.events.items():
-                if event["Type"] == "SQS":
+                if event["Type"] == "SQS" and self.poll_queues:
                     self._spawn(f"sqs-{fn.logical_id}-{name}", lambda f=fn, e=event: self._poll(f, e))
                 elif event["Type"] in ("Schedule", "ScheduleV2"):
                     self._spawn(f"schedule-{fn.logical_id}-{name}", lambda f=fn: self._schedule(f))

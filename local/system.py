@@ -1,0 +1,152 @@
+"""The whole system on one machine, composed in one place (``make run`` and the end-to-end tests).
+
+- the AWS half: DynamoDB Local and the patched moto server, provisioned from ``template.yaml``;
+- the outside world: the Salesforce, Microsoft Graph and Google sandboxes with their seed data,
+  whose pushes go to the functions' real routes: Outbound Messages for Contact, Lead and Event to
+  ``/salesforce/outbound``, change events through the EventBridge rule to ``salesforce_events``,
+  Gmail Pub/Sub pushes to ``/google/gmail`` (Graph subscriptions and Calendar channels are made by
+  the ``subscriptions`` function, as in AWS);
+- the credentials the functions read from Secrets Manager, stored in moto under the ARNs the
+  template's parameters name;
+- the Lambda half: :class:`~local.runner.LocalRunner` with every function's settings pointed at
+  the sandboxes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from local.aws.stack import LocalStack
+from local.runner import LOCAL_PARAMETERS, LocalRunner
+from local.sandboxes import seed
+from local.sandboxes.google import DEFAULT_PUSH_ACCOUNT, GoogleSandbox
+from local.sandboxes.graph import SEED_CLIENT_ID, SEED_CLIENT_SECRET, SEED_TENANT, GraphSandbox
+from local.sandboxes.salesforce.notify import OutboundMessage
+from local.sandboxes.salesforce.sandbox import SalesforceSandbox
+from local.sandboxes.server import ca_bundle_path
+
+SALESFORCE_CONSUMER_KEY = "concord-local-consumer-key"
+SALESFORCE_USERNAME = "integration@concord.example"
+GMAIL_TOPIC = "projects/concord-local/topics/gmail"
+GMAIL_AUDIENCE = "concord-gmail-push"
+
+
+def _private_key() -> tuple[str, str]:
+    """(private key PEM, public key PEM) of a throwaway RSA key for the connected app."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.decode(), public.decode()
+
+
+@dataclass
+class LocalSystem:
+    """Start with ``with LocalSystem() as system:``; everything stops when the block ends."""
+
+    schedule_interval_s: float = 60.0
+    poll_queues: bool = True
+    stack: LocalStack = field(init=False)
+    salesforce: SalesforceSandbox = field(init=False)
+    graph: GraphSandbox = field(init=False)
+    google: GoogleSandbox = field(init=False)
+    runner: LocalRunner = field(init=False)
+    _running: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> LocalSystem:
+        try:
+            self._start()
+        except BaseException:
+            self._running.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running.close()
+
+    def _start(self) -> None:
+        self.stack = self._running.enter_context(LocalStack())
+        private_key, public_key = _private_key()
+        self.salesforce = SalesforceSandbox(
+            consumer_key=SALESFORCE_CONSUMER_KEY, username=SALESFORCE_USERNAME, public_key_pem=public_key
+        )
+        self.graph = GraphSandbox()
+        self.google = GoogleSandbox()
+        for sandbox in (self.salesforce, self.graph, self.google):
+            sandbox.start()
+            self._running.callback(sandbox.stop)
+            sandbox.seed()
+        self._store_secrets(private_key)
+
+        self.runner = LocalRunner(
+            self.stack,
+            overrides=self.function_settings(),
+            schedule_interval_s=self.schedule_interval_s,
+            poll_queues=self.poll_queues,
+        )
+        self._running.enter_context(self.runner)
+        for sobject in ("Contact", "Lead", "Event"):
+            self.salesforce.add_outbound_message(
+                OutboundMessage(sobject, f"{self.runner.url}/salesforce/outbound", ("Id", "LastModifiedDate"))
+            )
+        # EventBridge delivers asynchronously: the sandbox's API call must not wait for the function.
+        self.salesforce.cdc_sink = lambda event: threading.Thread(
+            target=self.runner.put_event, args=(event,), daemon=True
+        ).start()
+        self.google.add_push_subscription(GMAIL_TOPIC, f"{self.runner.url}/google/gmail", audience=GMAIL_AUDIENCE)
+
+    def function_settings(self) -> dict[str, str]:
+        """Every setting the functions need to reach the sandboxes instead of the real services."""
+        return {
+            "SALESFORCE_ORG_ID": self.salesforce.org_id,
+            "SALESFORCE_LOGIN_URL": self.salesforce.url,
+            "GRAPH_LOGIN_URL": self.graph.url,
+            "GRAPH_BASE_URL": self.graph.graph_url,
+            "GOOGLE_TOKEN_URL": f"{self.google.url}/token",
+            "GOOGLE_API_BASE_URL": self.google.url,
+            "GOOGLE_JWKS_URL": f"{self.google.url}/oauth2/v3/certs",
+            "GOOGLE_PUSH_AUDIENCE": GMAIL_AUDIENCE,
+            "GOOGLE_PUSH_SERVICE_ACCOUNT": DEFAULT_PUSH_ACCOUNT,
+            "GOOGLE_PUSH_TOPIC": GMAIL_TOPIC,
+            "CA_BUNDLE": ca_bundle_path(),
+        }
+
+    def _store_secrets(self, salesforce_private_key: str) -> None:
+        secrets: dict[str, dict[str, Any]] = {
+            LOCAL_PARAMETERS["SalesforceJwtSecretArn"]: {
+                "consumer_key": SALESFORCE_CONSUMER_KEY,
+                "username": SALESFORCE_USERNAME,
+                "private_key": salesforce_private_key,
+                "login_url": self.salesforce.url,
+                "audience": self.salesforce.audience,
+            },
+            LOCAL_PARAMETERS["GraphAppSecretArn"]: {
+                "tenant_id": SEED_TENANT,
+                "client_id": SEED_CLIENT_ID,
+                "client_secret": SEED_CLIENT_SECRET,
+            },
+            LOCAL_PARAMETERS["GoogleServiceAccountSecretArn"]: self.google.service_account_info(),
+        }
+        client = self.stack.client("secretsmanager")
+        for arn, value in secrets.items():
+            client.create_secret(Name=arn.rsplit(":secret:", 1)[1], SecretString=json.dumps(value))
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "webhooks (API Gateway)": self.runner.url,
+            "Salesforce sandbox": self.salesforce.url,
+            "Microsoft Graph sandbox": self.graph.graph_url,
+            "Google sandbox": self.google.url,
+            "DynamoDB Local": self.stack.dynamodb.url,
+            "moto (SQS, Secrets Manager, SSM, EventBridge)": self.stack.moto.url,
+            "sandbox CA bundle": ca_bundle_path(),
+            "seed mailboxes": f"{seed.M365_USER} (Graph), {seed.GOOGLE_USER} (Google)",
+        }
