@@ -8,11 +8,11 @@ so a deploy shows at once whether the function reaches its tables.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
+from concord.adapters.dynamodb import count_items
 from concord.observability import MetricUnit, logger, metrics, tracer
 from concord.settings import SchedulerSettings
 
@@ -20,19 +20,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SchedulerSettings.from_env()
-
-
-@cache
-def _dynamodb() -> Any:
-    import boto3  # lazy: only the scheduled path needs it
-
-    return boto3.client("dynamodb")
-
-
-def count_items(table: str, **scan: Any) -> int:
-    """Items in ``table`` (matching ``scan``'s filter), counted by DynamoDB page by page."""
-    paginator = _dynamodb().get_paginator("scan")
-    return sum(page["Count"] for page in paginator.paginate(TableName=table, Select="COUNT", **scan))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)

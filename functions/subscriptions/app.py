@@ -9,11 +9,11 @@ function reaches its table.
 from __future__ import annotations
 
 import time
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
+from concord.adapters.dynamodb import count_items
 from concord.observability import MetricUnit, logger, metrics, tracer
 from concord.settings import SchedulerSettings
 
@@ -24,19 +24,6 @@ settings = SchedulerSettings.from_env()
 
 #: Channels expiring within this many seconds are due for renewal (Graph's shortest lifetime is 7 days).
 RENEW_AHEAD_SECONDS = 24 * 3600
-
-
-@cache
-def _dynamodb() -> Any:
-    import boto3  # lazy: only the scheduled path needs it
-
-    return boto3.client("dynamodb")
-
-
-def count_items(table: str, **scan: Any) -> int:
-    """Items in ``table`` (matching ``scan``'s filter), counted by DynamoDB page by page."""
-    paginator = _dynamodb().get_paginator("scan")
-    return sum(page["Count"] for page in paginator.paginate(TableName=table, Select="COUNT", **scan))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
