@@ -1,5 +1,13 @@
 """Hypothesis state machine: two in-memory sides, human edits/creates/deletes on either, notices
-duplicated, reordered and dropped, a periodic full reconcile, then quiesce and check the invariants."""
+duplicated, reordered and dropped, a periodic full reconcile, then quiesce and check the invariants:
+
+- a deleted record never comes back, and no record is created twice for the same source;
+- a quiet system stops writing (no ping-pong), at most one write per human edit (+1) per record;
+- every live record is linked exactly once, no person exists twice on a side (records entered on both
+  sides are matched, not duplicated), and both sides hold the same values;
+- each link's snapshot holds what each side holds (echo safety: the next plan starts from the truth);
+- the latest edit of a field survives unless a recorded decision overrode it.
+"""
 
 from __future__ import annotations
 
@@ -72,6 +80,22 @@ class Sync(RuleBasedStateMachine):
             }
             self._touch_mb(mb_id)
             self.notices.append(("mailbox", mb_id))
+
+    @rule(sf_name=WORDS, mb_name=WORDS)
+    def create_on_both_sides(self, sf_name: str, mb_name: str) -> None:
+        """The same person (same email) entered in both systems before any sync: one record each."""
+        email = f"p{next(self.ids)}@example.com"
+        sf_id, mb_id = f"003{next(self.ids)}", f"mb{next(self.ids)}"
+        self.sf[sf_id] = {"Id": sf_id, "LastName": "X", "FirstName": sf_name or None, "Email": email}
+        self.mb[mb_id] = {
+            "id": mb_id,
+            "surname": "X",
+            "givenName": mb_name or None,
+            "emailAddresses": [{"address": email}],
+        }
+        self._touch_sf(sf_id)
+        self._touch_mb(mb_id)
+        self.notices += [("salesforce", sf_id), ("mailbox", mb_id)]
 
     @precondition(lambda self: self.sf or self.mb)
     @rule(data=st.data(), field=st.sampled_from(sorted(FIELDS)), value=WORDS, on_sf=st.booleans())
@@ -213,12 +237,19 @@ class Sync(RuleBasedStateMachine):
         self.reconcile()
         assert self.writes == before, "ping-pong: a quiet system kept writing"
         live = [lk for lk in self.links if not lk.is_tombstone]
+        sf_emails = [record.get("Email") for record in self.sf.values()]
+        mb_emails = [record["emailAddresses"][0]["address"] for record in self.mb.values()]
+        assert len(set(sf_emails)) == len(sf_emails), "a duplicate Salesforce record (matching skipped?)"
+        assert len(set(mb_emails)) == len(mb_emails), "a duplicate mailbox record (matching skipped?)"
         assert {lk.salesforce_id for lk in live} == set(self.sf), "an unlinked or duplicated Salesforce record"
         assert {lk.mailbox_id for lk in live} == set(self.mb), "an unlinked or duplicated mailbox record"
         for lk in live:
             sf, mb = self.sf[lk.salesforce_id or ""], self.mb[lk.mailbox_id or ""]
             for field, (sf_key, mb_key) in FIELDS.items():
                 assert (sf.get(sf_key) or None) == (mb.get(mb_key) or None), (field, sf, mb)
+                # echo safety: the snapshot holds what each side holds after the writes (plan.py)
+                assert lk.salesforce_values.get(field) == (sf.get(sf_key) or None), ("stale snapshot", field, lk)
+                assert lk.mailbox_values.get(field) == (mb.get(mb_key) or None), ("stale snapshot", field, lk)
                 self._edit_kept(lk, field, sf.get(sf_key) or "")
             for side, record_id in (("salesforce", lk.salesforce_id), ("mailbox", lk.mailbox_id)):
                 humans = self.human.get(lk.salesforce_id or "", 0) + self.human.get(lk.mailbox_id or "", 0)

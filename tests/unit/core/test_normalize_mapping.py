@@ -11,6 +11,7 @@ from concord.core import normalize as norm
 from concord.core.paths import parse_path
 from concord.core.timezones import UnknownTimeZone, resolve_zone
 from concord.core.transforms import Context
+from tests.unit.core.fixtures import GRAPH_CONTACT, GRAPH_EVENT, SF_CONTACT, SF_EVENT
 
 
 def test_emails_trimmed_and_lower_cased() -> None:
@@ -95,11 +96,14 @@ def test_every_transform_reads_back_what_it_writes(data: st.DataObject) -> None:
                     assert rule.transform.read_mb(rule, mb_patch, ctx) == rule.transform.settle_mb(value, ctx), (
                         rule.name
                     )
+                # the plan's bound readers (cached, inlined) read exactly what read_* reads
+                assert rule.transform.mb_reader(rule, ctx)(mb_patch) == rule.transform.read_mb(rule, mb_patch, ctx)
                 if rule.relates:
                     continue
                 sf_patch: dict[str, object] = {"IsAllDayEvent": isinstance(value, str) and len(value) == 10}
                 rule.transform.write_sf(rule, value, sf_patch, None, ctx)
                 assert rule.transform.read_sf(rule, sf_patch, ctx) == rule.transform.settle_sf(value, ctx), rule.name
+                assert rule.transform.sf_reader(rule, ctx)(sf_patch) == rule.transform.read_sf(rule, sf_patch, ctx)
 
 
 def _value_for(transform: str, name: str) -> st.SearchStrategy[norm.Value]:
@@ -218,3 +222,24 @@ def test_both_ways_policy_on_read_only_field_is_an_error() -> None:
     )
     with pytest.raises(MappingError, match="both-ways policy 'mailbox_always'"):
         load_mapping(text, "mapping.yaml")
+
+
+def test_bound_readers_read_what_read_methods_read() -> None:
+    """The plan's per-field readers (bound context, cached normalisers) agree with ``read_sf``/``read_mb``
+    on realistic records, including non-string raw values that bypass the string caches."""
+    mapping = default_mapping()
+    odd = {"Title": 42, "jobTitle": ["x"], "Phone": 4155550100, "birthday": 0, "Birthdate": None}
+    cases = [
+        ("contact", "Contact", SF_CONTACT, GRAPH_CONTACT),
+        ("contact", "Contact", {**SF_CONTACT, **odd}, {**GRAPH_CONTACT, **odd}),
+        ("event", "Event", SF_EVENT, GRAPH_EVENT),
+        ("event", "Event", {**SF_EVENT, "IsAllDayEvent": True}, {**GRAPH_EVENT, "isAllDay": True}),
+    ]
+    for kind, sobject, sf_doc, mb_doc in cases:
+        for provider in ("graph", "google"):
+            om = mapping.compile(kind, sobject, provider)  # type: ignore[arg-type]
+            ctx = Context(provider=provider, sobject=sobject, region="GB")  # type: ignore[arg-type]
+            for rule in om.fields:
+                assert rule.transform.sf_reader(rule, ctx)(sf_doc) == rule.transform.read_sf(rule, sf_doc, ctx)
+                expected = rule.transform.read_mb(rule, mb_doc, ctx) if rule.mb_path is not None else None
+                assert rule.transform.mb_reader(rule, ctx)(mb_doc) == expected, rule.name

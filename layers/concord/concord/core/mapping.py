@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -166,6 +167,8 @@ class ObjectMapping:
     fields: tuple[FieldRule, ...]
     salesforce_defaults: Mapping[str, Any]
     fingerprint: str
+    #: the plan's per-connection bindings of these fields, built on first use (plan.py ``_bind``)
+    bound: dict[Any, Any] = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def field(self, name: str) -> FieldRule | None:
         """The rule named ``name``, if this object maps it."""

@@ -37,6 +37,7 @@ __all__ = [
     "Policy",
     "fmt",
     "merge_field",
+    "merge_values",
 ]
 
 type Direction = Literal["both", "to_salesforce", "to_mailbox"]
@@ -113,17 +114,48 @@ def merge_field(
     ``salesforce_newer`` is the comparison of the two records' last-modified times (``None`` when
     unknown or equal) and only matters to ``most_recent``.
     """
+    merged = merge_values(
+        label,
+        salesforce,
+        mailbox,
+        base_salesforce,
+        base_mailbox,
+        has_base,
+        policy,
+        can_write_salesforce,
+        can_write_mailbox,
+        salesforce_newer,
+    )
+    return None if merged is None else FieldOutcome(*merged)
+
+
+type Merged = tuple[Value, Winner | None, str, str, Winner | None]
+""":class:`FieldOutcome`'s fields as a tuple: ``(value, write_to, kind, reason, overridden)``."""
+
+
+def merge_values(  # noqa: PLR0913 (positional on purpose: the plan calls it once per changed field)
+    label: str,
+    salesforce: Value,
+    mailbox: Value,
+    base_salesforce: Value,
+    base_mailbox: Value,
+    has_base: bool,
+    policy: Policy,
+    can_write_salesforce: bool,
+    can_write_mailbox: bool,
+    salesforce_newer: bool | None,
+) -> Merged | None:
+    """:func:`merge_field` with positional arguments and a plain tuple result (the plan's hot path)."""
     if salesforce == mailbox:
         return None
     sf_changed = not has_base or salesforce != base_salesforce
     mb_changed = not has_base or mailbox != base_mailbox
     if not sf_changed and not mb_changed:
         return None  # a divergence decided before (see module docstring)
-    values: dict[Winner, Value] = {"salesforce": salesforce, "mailbox": mailbox}
-    bases: dict[Winner, Value] = {"salesforce": base_salesforce, "mailbox": base_mailbox}
 
     kind: str
     overridden: Winner | None = None
+    winner: Winner
     if not has_base:
         winner, why = _settle_conflict(policy, salesforce_newer)
         kind = "first_sync"
@@ -137,41 +169,37 @@ def merge_field(
             f"{fmt(base_mailbox)} → {fmt(mailbox)}; {why}"
         )
     else:
-        changed: Winner = "salesforce" if sf_changed else "mailbox"
-        still = _OTHER[changed]
-        story = (
-            f"{_NAME[changed]} changed {fmt(bases[changed])} → {fmt(values[changed])}, "
-            f"{_NAME[still]} unchanged since last sync"
-        )
-        winner, kind = changed, "flow"
+        if sf_changed:
+            story = f"Salesforce changed {fmt(base_salesforce)} → {fmt(salesforce)}, mailbox unchanged since last sync"
+            winner = "salesforce"
+        else:
+            story = f"mailbox changed {fmt(base_mailbox)} → {fmt(mailbox)}, Salesforce unchanged since last sync"
+            winner = "mailbox"
+        kind = "flow"
         forced = _FORCED.get(policy)
-        if forced is not None and forced != changed:
-            winner, kind, overridden = forced, "policy", changed
-            story += f"; {policy}: keep {_NAME[forced]}'s {fmt(values[forced])}"
+        if forced is not None and forced != winner:
+            winner, kind, overridden = forced, "policy", winner
+            kept = salesforce if forced == "salesforce" else mailbox
+            story += f"; {policy}: keep {_NAME[forced]}'s {fmt(kept)}"
 
-    if _blank(values[winner]):
+    value = salesforce if winner == "salesforce" else mailbox
+    if _blank(value):
         loser = _OTHER[winner]
         kind, overridden = "blank", winner
-        story += f"; a blank never overwrites data, keep {_NAME[loser]}'s {fmt(values[loser])}"
+        value = mailbox if loser == "mailbox" else salesforce
+        story += f"; a blank never overwrites data, keep {_NAME[loser]}'s {fmt(value)}"
         winner = loser
 
     target = _OTHER[winner]
-    allowed = can_write_mailbox if target == "mailbox" else can_write_salesforce
-    if not allowed:
-        return FieldOutcome(
-            value=values[winner],
-            write_to=None,
-            kind="direction",
-            reason=f"{label}: {story} → not written to {_NAME[target]} (direction of this field)",
-            overridden=None,
+    if not (can_write_mailbox if target == "mailbox" else can_write_salesforce):
+        return (
+            value,
+            None,
+            "direction",
+            f"{label}: {story} → not written to {_NAME[target]} (direction of this field)",
+            None,
         )
-    return FieldOutcome(
-        value=values[winner],
-        write_to=target,
-        kind=kind,
-        reason=f"{label}: {story} → write to {_NAME[target]}",
-        overridden=overridden,
-    )
+    return value, target, kind, f"{label}: {story} → write to {_NAME[target]}", overridden
 
 
 def _settle_conflict(policy: Policy, salesforce_newer: bool | None) -> tuple[Winner, str]:

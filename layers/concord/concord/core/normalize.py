@@ -22,26 +22,35 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache, partial
 from html import unescape
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
 from concord.core.timezones import resolve_zone
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
     "Value",
     "date_key",
     "datetime_key",
+    "datetime_text",
     "email",
+    "email_str",
     "html_to_text",
     "is_blank",
+    "multiline_str",
     "multiline_text",
     "parse_date",
     "parse_datetime",
     "phone",
+    "phone_parser",
     "text",
+    "text_str",
 ]
 
 type Value = str | bool | int | tuple[str, ...] | None
@@ -78,6 +87,10 @@ def _text(value: str) -> str | None:
     return collapsed or None
 
 
+text_str = _text
+""":func:`text` of a ``str`` (cached)."""
+
+
 def multiline_text(value: object) -> str | None:
     """Text that keeps its line breaks: each line collapsed and trimmed, at most one empty line in a
     row, ends trimmed; blank → ``None``."""
@@ -91,6 +104,10 @@ def _multiline(value: str) -> str | None:
     lines = [_SPACES.sub(" ", line).strip() for line in value.replace("\r\n", "\n").split("\n")]
     joined = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     return joined or None
+
+
+multiline_str = _multiline
+""":func:`multiline_text` of a ``str`` (cached)."""
 
 
 class _TextExtractor(HTMLParser):
@@ -141,12 +158,24 @@ def email(value: object) -> str | None:
     """An email address trimmed and lower-cased; blank → ``None``."""
     if not isinstance(value, str):
         return None if value is None else text(value)
+    return email_str(value)
+
+
+@lru_cache(maxsize=16384)
+def email_str(value: str) -> str | None:
+    """:func:`email` of a ``str`` (cached)."""
     cleaned = value.strip().lower()
     return cleaned or None
 
 
-@lru_cache(maxsize=8192)
-def _phone(raw: str, region: str) -> str | None:
+@cache
+def phone_parser(region: str) -> Callable[[str], str | None]:
+    """:func:`phone` of a ``str`` for one default ``region``: a cached function of the text alone
+    (parsing with ``phonenumbers`` is the most expensive normalisation; each number is parsed once)."""
+    return lru_cache(maxsize=8192)(partial(_parse_phone, region=region))
+
+
+def _parse_phone(raw: str, region: str) -> str | None:
     cleaned = text(raw)
     if cleaned is None:
         return None
@@ -164,7 +193,7 @@ def phone(value: object, region: str = "US") -> str | None:
     entered; blank → ``None``. Cached: the same few numbers are compared over and over."""
     if value is None:
         return None
-    return _phone(value if isinstance(value, str) else str(value), region)
+    return phone_parser(region)(value if isinstance(value, str) else str(value))
 
 
 @lru_cache(maxsize=256)
@@ -232,6 +261,14 @@ def _parse_iso(raw: str) -> datetime:
 def datetime_key(moment: datetime) -> str:
     """The canonical text of an aware instant: UTC, whole seconds, ``Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@lru_cache(maxsize=8192)
+def datetime_text(value: str, zone: str | None = None) -> str | None:
+    """``datetime_key(parse_datetime(value, zone))`` for a string (``None`` when it parses to
+    nothing), cached: formatting an instant costs as much as parsing it."""
+    moment = _parse_datetime(value, zone)
+    return datetime_key(moment) if moment is not None else None
 
 
 def parse_date(value: object) -> date | None:

@@ -35,11 +35,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from concord.core.mapping import FieldRule, MappingSet, ObjectKind, ObjectMapping, default_mapping
 from concord.core.matching import find_match
-from concord.core.merge import Policy, merge_field
+from concord.core.merge import Merged, Policy, merge_values
 from concord.core.normalize import Value, parse_datetime
 from concord.core.records import Contact, EmailActivity, Event, record_from_values
 from concord.core.state import ConnectionOptions, LinkState, MailboxRecord, SalesforceRecord, Side
@@ -149,6 +150,87 @@ class Plan:
 _EMPTY: Mapping[str, Value] = {}
 
 
+# ---------------------------------------------------------------- construction
+
+
+def _operation(
+    action: Action,
+    side: OpSide,
+    object_type: str,
+    record_id: str | None,
+    body: Mapping[str, Any],
+    fields: tuple[str, ...],
+    reason: str,
+) -> Operation:
+    return Operation(
+        action=action, side=side, object_type=object_type, record_id=record_id, body=body, fields=fields, reason=reason
+    )
+
+
+def _decision(  # noqa: PLR0913 (one argument per field)
+    field: str,
+    label: str,
+    kind: str,
+    reason: str,
+    salesforce: Value,
+    mailbox: Value,
+    result: Value,
+    write_to: Side | None,
+    overridden: Side | None,
+    policy: Policy,
+) -> Decision:
+    return Decision(
+        field=field,
+        label=label,
+        kind=kind,
+        reason=reason,
+        salesforce=salesforce,
+        mailbox=mailbox,
+        result=result,
+        write_to=write_to,
+        overridden=overridden,
+        policy=policy,
+    )
+
+
+def _plan_of(
+    kind: ObjectKind,
+    operations: tuple[Operation, ...],
+    decisions: tuple[Decision, ...],
+    new_link: LinkState | None,
+    values: Mapping[str, Value],
+    notes: tuple[str, ...],
+) -> Plan:
+    return Plan(kind=kind, operations=operations, decisions=decisions, new_link=new_link, values=values, notes=notes)
+
+
+def _linked(  # noqa: PLR0913 (one argument per field of a live link)
+    kind: ObjectKind,
+    salesforce_object: str,
+    salesforce_id: str | None,
+    mailbox_id: str | None,
+    salesforce_version: str | None,
+    mailbox_version: str | None,
+    salesforce_values: Mapping[str, Value],
+    mailbox_values: Mapping[str, Value],
+    mapping_fingerprint: str | None,
+) -> LinkState:
+    """A live link (``status`` linked, no ``deleted_side``)."""
+    return LinkState(
+        kind=kind,
+        salesforce_object=salesforce_object,
+        salesforce_id=salesforce_id,
+        mailbox_id=mailbox_id,
+        salesforce_version=salesforce_version,
+        mailbox_version=mailbox_version,
+        salesforce_values=salesforce_values,
+        mailbox_values=mailbox_values,
+        status="linked",
+        deleted_side=None,
+        mapping_fingerprint=mapping_fingerprint,
+    )
+
+
 def plan(
     kind: ObjectKind,
     link: LinkState | None,
@@ -195,12 +277,8 @@ def plan(
         and link.mailbox_version == mailbox.current_version
         and link.mapping_fingerprint == mapping.fingerprint
     ):
-        return Plan(
-            kind=kind,
-            operations=(Operation("skip", "link", kind, None, reason="unchanged since last sync (versions)"),),
-            new_link=link,
-            values=link.salesforce_values,
-        )
+        unchanged = _operation("skip", "link", kind, None, {}, (), "unchanged since last sync (versions)")
+        return _plan_of(kind, (unchanged,), (), link, link.salesforce_values, ())
     return _plan_pair(kind, link, salesforce, mailbox, options, mapping, now, created=None)
 
 
@@ -223,16 +301,32 @@ def _sobject_for(kind: ObjectKind, options: ConnectionOptions) -> str:
     return "Event" if kind == "event" else "Task"
 
 
-def _context(options: ConnectionOptions, sobject: str) -> Context:
-    return Context(provider=options.provider, sobject=sobject, region=options.phone_region)
+class _Bound:
+    """A compiled object mapping bound to one connection's context (phone region) and direction, built
+    once per (mapping, region, direction) and kept on the :class:`ObjectMapping`: each field's readers
+    with the context bound, and whether the field may be written to each side (:func:`_can`)."""
+
+    __slots__ = ("ctx", "fields", "mb_readers", "sf_readers")
+
+    def __init__(self, om: ObjectMapping, options: ConnectionOptions, kind: ObjectKind) -> None:
+        ctx = self.ctx = Context(provider=options.provider, sobject=om.sobject, region=options.phone_region)
+        self.sf_readers = tuple((rule.name, rule.transform.sf_reader(rule, ctx)) for rule in om.fields)
+        self.mb_readers = tuple((rule.name, rule.transform.mb_reader(rule, ctx)) for rule in om.fields)
+        #: (rule, may write Salesforce, may write the mailbox) per field, in mapping order
+        self.fields = tuple((rule, *_can(options, kind, rule)) for rule in om.fields)
+
+    def read(self, side: Side, data: Mapping[str, Any]) -> dict[str, Value]:
+        """Every field's canonical value on one side."""
+        readers = self.sf_readers if side == "salesforce" else self.mb_readers
+        return {name: read(data) for name, read in readers}
 
 
-def _read(om: ObjectMapping, side: Side, data: Mapping[str, Any], ctx: Context) -> dict[str, Value]:
-    if side == "salesforce":
-        return {rule.name: rule.transform.read_sf(rule, data, ctx) for rule in om.fields}
-    return {
-        rule.name: rule.transform.read_mb(rule, data, ctx) if rule.mb_path is not None else None for rule in om.fields
-    }
+def _bind(om: ObjectMapping, options: ConnectionOptions, kind: ObjectKind) -> _Bound:
+    key = (options.provider, options.phone_region, options.direction(kind))
+    bound: _Bound | None = om.bound.get(key)
+    if bound is None:
+        bound = om.bound[key] = _Bound(om, options, kind)
+    return bound
 
 
 def _is_organiser(mailbox: MailboxRecord, options: ConnectionOptions) -> bool:
@@ -283,14 +377,20 @@ def _out_of_scope(
     moment = now or datetime.now(UTC)
     start, end = values.get("start"), values.get("end") or values.get("start")
     if options.event_window_past_days is not None and isinstance(end, str):
-        earliest = (moment - timedelta(days=options.event_window_past_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        earliest = _window_edge(moment, -options.event_window_past_days)
         if end < earliest[: len(end)]:
             return f"filter: event ended before the sync window ({options.event_window_past_days} days back)"
     if options.event_window_future_days is not None and isinstance(start, str):
-        latest = (moment + timedelta(days=options.event_window_future_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        latest = _window_edge(moment, options.event_window_future_days)
         if start > latest[: len(start)]:
             return f"filter: event starts after the sync window ({options.event_window_future_days} days ahead)"
     return None
+
+
+@lru_cache(maxsize=64)
+def _window_edge(moment: datetime, days: int) -> str:
+    """``moment`` moved by ``days``, as canonical date-time text (cached: ``now`` repeats in a batch)."""
+    return (moment + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _can(options: ConnectionOptions, kind: ObjectKind, rule: FieldRule) -> tuple[bool, bool]:
@@ -404,10 +504,11 @@ def _plan_unlinked(
     if kind == "email" and source_side == "salesforce":
         return _skip(kind, None, "logged emails flow only from the mailbox to Salesforce")
     om = mapping.compile(kind, sobject, options.provider)
-    ctx = _context(options, sobject)
+    bound = _bind(om, options, kind)
+    ctx = bound.ctx
     source = salesforce if source_side == "salesforce" else mailbox
     assert source is not None
-    values = _read(om, source_side, source.data, ctx)
+    values = bound.read(source_side, source.data)
     scope = _out_of_scope(kind, mailbox if source_side == "mailbox" else None, values, options, now)
     if scope is not None:
         return _skip(kind, None, scope)
@@ -535,7 +636,11 @@ def _plan_create(
 # ---------------------------------------------------------------- the pair
 
 
-def _plan_pair(  # noqa: C901, PLR0912, PLR0915 (one linear pass over the fields; split, it would scatter)
+type _Pending = tuple[FieldRule, Merged, Value, Value]
+"""A field the merge decided something about: (rule, merge outcome, Salesforce value, mailbox value)."""
+
+
+def _plan_pair(
     kind: ObjectKind,
     link: LinkState | None,
     salesforce: SalesforceRecord,
@@ -545,10 +650,12 @@ def _plan_pair(  # noqa: C901, PLR0912, PLR0915 (one linear pass over the fields
     now: datetime | None,
     created: None,
 ) -> Plan:
+    """Read both records, merge every field (:func:`_merge_fields`), write the outcomes
+    (:func:`_write_outcomes`) and link the pair with the snapshot after the writes."""
     om = mapping.compile(kind, salesforce.sobject, options.provider)
-    ctx = _context(options, salesforce.sobject)
-    sf_values = _read(om, "salesforce", salesforce.data, ctx)
-    mb_values = _read(om, "mailbox", mailbox.data, ctx)
+    bound = _bind(om, options, kind)
+    sf_values = bound.read("salesforce", salesforce.data)
+    mb_values = bound.read("mailbox", mailbox.data)
     scope = _out_of_scope(kind, mailbox, sf_values, options, now) or (
         _out_of_scope(kind, None, mb_values, options, now) if kind == "event" else None
     )
@@ -564,89 +671,12 @@ def _plan_pair(  # noqa: C901, PLR0912, PLR0915 (one linear pass over the fields
         )
         return _skip(kind, kept, scope)
 
-    has_base = link is not None
-    base_sf = link.salesforce_values if link is not None else _EMPTY
-    base_mb = link.mailbox_values if link is not None else _EMPTY
-    new_sf: dict[str, Value] = {}
-    new_mb: dict[str, Value] = {}
-    pending: list[tuple[FieldRule, Any]] = []
-    newer: list[bool | None] = []
-    for rule in om.fields:
-        name = rule.name
-        s = sf_values[name]
-        m = mb_values[name]
-        new_sf[name] = s
-        new_mb[name] = m
-        if s == m or (has_base and s == base_sf.get(name) and m == base_mb.get(name)):
-            continue
-        both_changed = not has_base or (s != base_sf.get(name) and m != base_mb.get(name))
-        if both_changed and not newer:  # record times only matter to a conflict: parse them lazily
-            newer.append(_salesforce_newer(salesforce, mailbox))
-        to_sf, to_mb = _can(options, kind, rule)
-        outcome = merge_field(
-            rule.label,
-            salesforce=s,
-            mailbox=m,
-            base_salesforce=base_sf.get(name),
-            base_mailbox=base_mb.get(name),
-            has_base=has_base,
-            policy=rule.policy,
-            can_write_salesforce=to_sf,
-            can_write_mailbox=to_mb,
-            salesforce_newer=newer[0] if newer else None,
-        )
-        if outcome is not None:
-            pending.append((rule, outcome))
-
+    pending = _merge_fields(bound, link, salesforce, mailbox, sf_values, mb_values)
     held = _meeting_hold(kind, mailbox, pending, options)
-    sf_patch: dict[str, Any] = {}
-    mb_patch: dict[str, Any] = {}
-    relates: list[Operation] = []
-    decisions: list[Decision] = []
-    sf_fields: list[str] = []
-    mb_fields: list[str] = []
-    for rule, outcome in pending:
-        write_to = outcome.write_to
-        reason = outcome.reason
-        kind_of = outcome.kind
-        if write_to == "mailbox" and held is not None:
-            write_to, kind_of = None, "held"
-            reason = f"{reason.rsplit(' → write to', 1)[0]} → held: {held}"
-        if write_to == "salesforce":
-            if rule.relates:
-                relates.append(
-                    Operation(
-                        "relate",
-                        "salesforce",
-                        salesforce.sobject,
-                        salesforce.id,
-                        body=rule.transform.relation(rule, sf_values[rule.name], outcome.value, ctx),
-                        fields=(rule.name,),
-                        reason=reason,
-                    )
-                )
-            else:
-                rule.transform.write_sf(rule, outcome.value, sf_patch, salesforce.data, ctx)
-                sf_fields.append(rule.name)
-            new_sf[rule.name] = rule.transform.settle_sf(outcome.value, ctx)
-        elif write_to == "mailbox":
-            rule.transform.write_mb(rule, outcome.value, mb_patch, mailbox.data, ctx)
-            mb_fields.append(rule.name)
-            new_mb[rule.name] = rule.transform.settle_mb(outcome.value, ctx)
-        decisions.append(
-            Decision(
-                field=rule.name,
-                label=rule.label,
-                kind=kind_of,
-                reason=reason,
-                salesforce=sf_values[rule.name],
-                mailbox=mb_values[rule.name],
-                result=outcome.value,
-                write_to=write_to,
-                overridden=outcome.overridden,
-                policy=rule.policy,
-            )
-        )
+    # The values read become the snapshot, changed in place by the writes (pending holds the originals).
+    new_sf, new_mb = sf_values, mb_values
+    written = _write_outcomes(pending, held, salesforce, mailbox, new_sf, new_mb, bound.ctx)
+    sf_patch, mb_patch = written.sf_patch, written.mb_patch
 
     ops: list[Operation] = []
     if link is None:
@@ -662,46 +692,151 @@ def _plan_pair(  # noqa: C901, PLR0912, PLR0915 (one linear pass over the fields
         )
     if sf_patch:
         ops.append(
-            Operation(
+            _operation(
                 "update",
                 "salesforce",
                 salesforce.sobject,
                 salesforce.id,
-                body=sf_patch,
-                fields=tuple(sf_fields),
-                reason=_summary(sf_fields, "Salesforce"),
+                sf_patch,
+                tuple(written.sf_fields),
+                _summary(written.sf_fields, "Salesforce"),
             )
         )
-    ops.extend(relates)
+    ops.extend(written.relates)
     if mb_patch:
         ops.append(
-            Operation(
+            _operation(
                 "update",
                 "mailbox",
                 kind,
                 mailbox.id,
-                body=mb_patch,
-                fields=tuple(mb_fields),
-                reason=_summary(mb_fields, "mailbox"),
+                mb_patch,
+                tuple(written.mb_fields),
+                _summary(written.mb_fields, "mailbox"),
             )
         )
     if not ops:
-        ops.append(Operation("skip", "link", kind, None, reason="no field changed"))
-    new_link = LinkState(
-        kind=kind,
-        salesforce_object=salesforce.sobject,
-        salesforce_id=salesforce.id,
-        mailbox_id=mailbox.id,
-        salesforce_version=None if (sf_patch or relates) else salesforce.current_version,
-        mailbox_version=None if mb_patch else mailbox.current_version,
-        salesforce_values=new_sf,
-        mailbox_values=new_mb,
-        mapping_fingerprint=om.fingerprint,
+        ops.append(_operation("skip", "link", kind, None, {}, (), "no field changed"))
+    new_link = _linked(
+        kind,
+        salesforce.sobject,
+        salesforce.id,
+        mailbox.id,
+        None if (sf_patch or written.relates) else salesforce.current_version,
+        None if mb_patch else mailbox.current_version,
+        new_sf,
+        new_mb,
+        om.fingerprint,
     )
+    decisions = written.decisions
     notes = (f"meeting: {held}",) if held is not None and any(d.kind == "held" for d in decisions) else ()
-    return Plan(
-        kind=kind, operations=tuple(ops), decisions=tuple(decisions), new_link=new_link, values=new_sf, notes=notes
-    )
+    return _plan_of(kind, tuple(ops), tuple(decisions), new_link, new_sf, notes)
+
+
+def _merge_fields(
+    bound: _Bound,
+    link: LinkState | None,
+    salesforce: SalesforceRecord,
+    mailbox: MailboxRecord,
+    sf_values: Mapping[str, Value],
+    mb_values: Mapping[str, Value],
+) -> list[_Pending]:
+    """The three-way merge (merge.py) of every field whose values differ and changed since the
+    snapshot; equal or already-decided fields are skipped without building anything."""
+    pending: list[_Pending] = []
+    newer: bool | None = None
+    timed = False  # record times only matter to a conflict: parse them lazily, once
+    if link is None:  # first sync: every difference is a conflict
+        for rule, to_sf, to_mb in bound.fields:
+            name = rule.name
+            s = sf_values[name]
+            m = mb_values[name]
+            if s == m:
+                continue
+            if not timed:
+                newer, timed = _salesforce_newer(salesforce, mailbox), True
+            outcome = merge_values(rule.label, s, m, None, None, False, rule.policy, to_sf, to_mb, newer)
+            if outcome is not None:
+                pending.append((rule, outcome, s, m))
+        return pending
+    base_sf = link.salesforce_values
+    base_mb = link.mailbox_values
+    if sf_values == base_sf and mb_values == base_mb:
+        return pending  # neither side changed anything since the last sync
+    for rule, to_sf, to_mb in bound.fields:
+        name = rule.name
+        s = sf_values[name]
+        m = mb_values[name]
+        if s == m:
+            continue
+        bs = base_sf.get(name)
+        bm = base_mb.get(name)
+        if s == bs and m == bm:
+            continue
+        if not timed and s != bs and m != bm:
+            newer, timed = _salesforce_newer(salesforce, mailbox), True
+        outcome = merge_values(rule.label, s, m, bs, bm, True, rule.policy, to_sf, to_mb, newer)
+        if outcome is not None:
+            pending.append((rule, outcome, s, m))
+    return pending
+
+
+class _Written:
+    """What :func:`_write_outcomes` produced: the patches, relate operations and decisions."""
+
+    __slots__ = ("decisions", "mb_fields", "mb_patch", "relates", "sf_fields", "sf_patch")
+
+    def __init__(self) -> None:
+        self.sf_patch: dict[str, Any] = {}
+        self.mb_patch: dict[str, Any] = {}
+        self.relates: list[Operation] = []
+        self.decisions: list[Decision] = []
+        self.sf_fields: list[str] = []
+        self.mb_fields: list[str] = []
+
+
+def _write_outcomes(
+    pending: list[_Pending],
+    held: str | None,
+    salesforce: SalesforceRecord,
+    mailbox: MailboxRecord,
+    new_sf: dict[str, Value],
+    new_mb: dict[str, Value],
+    ctx: Context,
+) -> _Written:
+    """Turn each outcome into a patch (or relate operation) and a :class:`Decision`, and settle the
+    written values into ``new_sf``/``new_mb`` (the next snapshot)."""
+    out = _Written()
+    for rule, (result, merged_to, merged_kind, merged_reason, overridden), s, m in pending:
+        write_to, kind_of, reason = merged_to, merged_kind, merged_reason
+        if write_to == "mailbox" and held is not None:
+            write_to, kind_of = None, "held"
+            reason = f"{reason.rsplit(' → write to', 1)[0]} → held: {held}"
+        if write_to == "salesforce":
+            if rule.relates:
+                out.relates.append(
+                    Operation(
+                        "relate",
+                        "salesforce",
+                        salesforce.sobject,
+                        salesforce.id,
+                        body=rule.transform.relation(rule, s, result, ctx),
+                        fields=(rule.name,),
+                        reason=reason,
+                    )
+                )
+            else:
+                rule.transform.write_sf(rule, result, out.sf_patch, salesforce.data, ctx)
+                out.sf_fields.append(rule.name)
+            new_sf[rule.name] = rule.transform.settle_sf(result, ctx)
+        elif write_to == "mailbox":
+            rule.transform.write_mb(rule, result, out.mb_patch, mailbox.data, ctx)
+            out.mb_fields.append(rule.name)
+            new_mb[rule.name] = rule.transform.settle_mb(result, ctx)
+        out.decisions.append(
+            _decision(rule.name, rule.label, kind_of, reason, s, m, result, write_to, overridden, rule.policy)
+        )
+    return out
 
 
 def _summary(fields: list[str], side: str) -> str:
@@ -715,13 +850,13 @@ def _link_fields(link: LinkState) -> dict[str, Any]:
 def _meeting_hold(
     kind: ObjectKind,
     mailbox: MailboxRecord,
-    pending: list[tuple[FieldRule, Any]],
+    pending: list[_Pending],
     options: ConnectionOptions,
 ) -> str | None:
     """Why mailbox writes to this event are held back, or ``None`` when they may go ahead."""
     if kind != "event":
         return None
-    to_mailbox = [rule for rule, outcome in pending if outcome.write_to == "mailbox"]
+    to_mailbox = [rule for rule, outcome, _, _ in pending if outcome[1] == "mailbox"]
     if not to_mailbox:
         return None
     if not _is_organiser(mailbox, options):

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from concord.core.normalize import Value
     from concord.core.paths import Path
 
-__all__ = ["REGISTRY", "Context", "Rule", "Transform", "get_transform", "register"]
+__all__ = ["REGISTRY", "Context", "Reader", "Rule", "Transform", "get_transform", "register"]
 
 type Provider = Literal["graph", "google"]
+#: a rule's read of one side with its context bound: the record's JSON in, the canonical value out
+type Reader = Callable[[Mapping[str, Any]], Value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,31 @@ class Transform:
     def to_json(self, value: Value, side: str, ctx: Context) -> Any:
         return value
 
+    # Bound readers, built once per compiled mapping and context (the plan's hot path). Each returns
+    # exactly what ``read_sf``/``read_mb`` return; a transform that overrides ``normalize`` should
+    # override ``text_normalizer`` too (or leave it ``None``) so the two never disagree.
+
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        """``normalize`` of a ``str`` with ``ctx`` bound, as a pure cached function; ``None`` when
+        there is none (then the reader calls :meth:`normalize`)."""
+        return norm.text_str if type(self).normalize is Transform.normalize else None
+
+    def sf_reader(self, rule: Rule, ctx: Context) -> Reader:
+        """``read_sf`` with ``rule`` and ``ctx`` bound."""
+        if type(self).read_sf is Transform.read_sf:
+            return _path_reader(rule.sf_paths[0], self, ctx)
+        read_sf = self.read_sf
+        return lambda doc: read_sf(rule, doc, ctx)
+
+    def mb_reader(self, rule: Rule, ctx: Context) -> Reader:
+        """``read_mb`` with ``rule`` and ``ctx`` bound (``None`` when the rule has no mailbox path)."""
+        if rule.mb_path is None:
+            return _read_nothing
+        if type(self).read_mb is Transform.read_mb:
+            return _path_reader(rule.mb_path, self, ctx)
+        read_mb = self.read_mb
+        return lambda doc: read_mb(rule, doc, ctx)
+
     def write_sf(
         self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
     ) -> None:
@@ -104,6 +131,34 @@ class Transform:
         raise NotImplementedError(f"transform {self.name!r} does not relate records")
 
 
+def _read_nothing(doc: Mapping[str, Any]) -> Value:
+    return None
+
+
+def _path_reader(path: Path, transform: Transform, ctx: Context) -> Reader:
+    """``transform.normalize(path.get(doc), ctx)`` as one closure: a plain key is read directly and a
+    string goes through the transform's cached normaliser when it has one."""
+    key = path.simple
+    get = path.get
+    on_text = transform.text_normalizer(ctx)
+    normalize = transform.normalize
+    if on_text is None:
+        return lambda doc: normalize(get(doc), ctx)
+    if key is None:
+
+        def read_path(doc: Mapping[str, Any]) -> Value:
+            raw = get(doc)
+            return on_text(raw) if type(raw) is str else normalize(raw, ctx)
+
+        return read_path
+
+    def read_key(doc: Mapping[str, Any]) -> Value:
+        raw = doc.get(key) if type(doc) is dict else get(doc)
+        return on_text(raw) if type(raw) is str else normalize(raw, ctx)
+
+    return read_key
+
+
 REGISTRY: dict[str, Transform] = {}
 
 
@@ -119,6 +174,7 @@ def get_transform(name: str | None) -> Transform:
 
 
 register(Transform)
+_NO_CONTEXT = Context(provider="graph", sobject="")  # for normalisers that read nothing from it
 
 
 @register
@@ -127,6 +183,9 @@ class Multiline(Transform):
 
     def normalize(self, raw: Any, ctx: Context) -> Value:
         return norm.multiline_text(raw)
+
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        return norm.multiline_str if type(self).normalize is Multiline.normalize else None
 
 
 @register
@@ -142,8 +201,18 @@ class HtmlText(Transform):
             return norm.multiline_text(raw)
         return norm.html_to_text(raw)
 
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        return norm.html_to_text if type(self).normalize is HtmlText.normalize else None
+
     def read_sf(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
         return norm.multiline_text(rule.sf_paths[0].get(doc))
+
+    def sf_reader(self, rule: Rule, ctx: Context) -> Reader:
+        if type(self).read_sf is not HtmlText.read_sf:
+            return super().sf_reader(rule, ctx)
+        get = rule.sf_paths[0].get
+        multiline = norm.multiline_text
+        return lambda doc: multiline(get(doc))
 
     def write_mb(
         self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
@@ -163,6 +232,9 @@ class Email(Transform):
     def normalize(self, raw: Any, ctx: Context) -> Value:
         return norm.email(raw)
 
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        return norm.email_str if type(self).normalize is Email.normalize else None
+
 
 @register
 class Phone(Transform):
@@ -170,6 +242,9 @@ class Phone(Transform):
 
     def normalize(self, raw: Any, ctx: Context) -> Value:
         return norm.phone(raw, ctx.region)
+
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        return norm.phone_parser(ctx.region) if type(self).normalize is Phone.normalize else None
 
     def to_json(self, value: Value, side: str, ctx: Context) -> Any:
         return norm.phone_display(value) if isinstance(value, str) else value
@@ -192,6 +267,18 @@ class Date(Transform):
             return norm.date_key(moment.date()) if moment else None
         day = norm.parse_date(raw)
         return norm.date_key(day) if day else None
+
+    def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
+        return _date_str if type(self).normalize is Date.normalize else None
+
+
+_DATE = Date()
+
+
+@lru_cache(maxsize=4096)
+def _date_str(raw: str) -> Value:
+    """``Date.normalize`` of a string, cached (birthdays and activity dates repeat on every plan)."""
+    return _DATE.normalize(raw, _NO_CONTEXT)
 
     def to_json(self, value: Value, side: str, ctx: Context) -> Any:
         if not isinstance(value, str):
@@ -240,13 +327,16 @@ class DateTimeTz(Transform):
         raw = rule.sf_paths[0].get(doc)
         if raw is None or raw == "":
             return None
+        if not _sf_all_day(doc, rule):
+            if type(raw) is str:
+                return norm.datetime_text(raw)
+            moment = norm.parse_datetime(raw)
+            return norm.datetime_key(moment) if moment is not None else None
         moment = norm.parse_datetime(raw)
         if moment is None:
             return None
-        if _sf_all_day(doc, rule):
-            day = norm.date_key(moment.date())
-            return norm.shift_date_key(day, 1) if rule.options.get("end") else day
-        return norm.datetime_key(moment)
+        day = norm.date_key(moment.date())
+        return norm.shift_date_key(day, 1) if rule.options.get("end") else day
 
     def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
         assert rule.mb_path is not None
@@ -257,14 +347,20 @@ class DateTimeTz(Transform):
         if ctx.provider == "google":
             if container.get("date"):
                 return norm.date_key(norm.parse_date(container["date"]) or _never())
-            moment = norm.parse_datetime(container.get("dateTime"), container.get("timeZone"))
+            raw, zone = container.get("dateTime"), container.get("timeZone")
+            if type(raw) is str and (zone is None or type(zone) is str):
+                return norm.datetime_text(raw, zone)
+            moment = norm.parse_datetime(raw, zone)
             return norm.datetime_key(moment) if moment else None
         raw = container.get("dateTime")
         if not raw:
             return None
         if doc.get("isAllDay"):
             return str(raw)[:10]
-        moment = norm.parse_datetime(raw, container.get("timeZone") or "UTC")
+        zone = container.get("timeZone") or "UTC"
+        if type(raw) is str and type(zone) is str:
+            return norm.datetime_text(raw, zone)
+        moment = norm.parse_datetime(raw, zone)
         return norm.datetime_key(moment) if moment else None
 
     def write_sf(
@@ -443,6 +539,7 @@ def _compose_cached(parts: tuple[str | None, ...]) -> Value:
     return _compose_parts(parts)
 
 
+_TEXT_OR_NONE: frozenset[type] = frozenset({str, type(None)})
 _ADDRESS_KEYS: dict[str, tuple[str, str, str, str, str]] = {
     "graph": ("street", "city", "state", "postalCode", "countryOrRegion"),
     "google": ("streetAddress", "city", "region", "postalCode", "country"),
@@ -459,8 +556,8 @@ class Address(Transform):
     salesforce_fields = 5
 
     @staticmethod
-    def _compose(parts: list[Any]) -> Value:
-        if all(part is None or type(part) is str for part in parts):
+    def _compose(parts: list[Any] | tuple[Any, ...]) -> Value:
+        if set(map(type, parts)) <= _TEXT_OR_NONE:
             return _compose_cached(tuple(parts))
         return _compose_parts(parts)
 
@@ -472,7 +569,16 @@ class Address(Transform):
         container = rule.mb_path.get(doc)
         if not isinstance(container, Mapping):
             return None
-        return self._compose([container.get(key) for key in _ADDRESS_KEYS[ctx.provider]])
+        return self._compose(tuple(map(container.get, _ADDRESS_KEYS[ctx.provider])))
+
+    def sf_reader(self, rule: Rule, ctx: Context) -> Reader:
+        keys = tuple(path.simple for path in rule.sf_paths)
+        if type(self).read_sf is not Address.read_sf or None in keys:
+            return super().sf_reader(rule, ctx)
+        compose = self._compose
+        read_sf = self.read_sf
+        # Plain keys (the usual Street/City/... fields) are read in one pass over the record.
+        return lambda doc: compose(tuple(map(doc.get, keys))) if type(doc) is dict else read_sf(rule, doc, ctx)
 
     def write_sf(
         self, rule: Rule, value: Value, patch: dict[str, Any], current: Mapping[str, Any] | None, ctx: Context
@@ -499,20 +605,33 @@ class Address(Transform):
 def _emails(items: Any, pick: Callable[[Mapping[str, Any]], Any]) -> Value:
     if not isinstance(items, list):
         return None
-    found = {address for item in items if isinstance(item, Mapping) if (address := norm.email(pick(item)))}
+    raw = tuple(pick(item) for item in items if type(item) is dict or isinstance(item, Mapping))
+    if all(address is None or type(address) is str for address in raw):
+        return _email_set(raw)
+    return _email_set_uncached(raw)
+
+
+def _email_set_uncached(raw: tuple[Any, ...]) -> Value:
+    found = {address for item in raw if (address := norm.email(item))}
     return tuple(sorted(found)) or None
+
+
+@lru_cache(maxsize=4096)
+def _email_set(raw: tuple[str | None, ...]) -> Value:
+    # Cached: a meeting's attendee list is the same on every plan until someone is invited.
+    return _email_set_uncached(raw)
 
 
 def _relation_email(item: Mapping[str, Any]) -> Any:
     relation = item.get("Relation")
-    if isinstance(relation, Mapping) and relation.get("Email"):
+    if (type(relation) is dict or isinstance(relation, Mapping)) and relation.get("Email"):
         return relation.get("Email")
     return item.get("Email")
 
 
 def _sf_related(doc: Mapping[str, Any], rule: Rule) -> Value:
     raw = rule.sf_paths[0].get(doc)
-    if isinstance(raw, Mapping):  # a SOQL child relationship: {"totalSize", "done", "records": [...]}
+    if type(raw) is dict or isinstance(raw, Mapping):  # a SOQL child relationship: {"records": [...]}
         raw = raw.get("records")
     return _emails(raw, _relation_email)
 
@@ -586,7 +705,7 @@ class Attendees(Transform):
 
 def _graph_address(item: Mapping[str, Any]) -> Any:
     address = item.get("emailAddress")
-    return address.get("address") if isinstance(address, Mapping) else None
+    return address.get("address") if type(address) is dict or isinstance(address, Mapping) else None
 
 
 @register
