@@ -33,11 +33,11 @@ help:
 $(STAMP):
 	mkdir -p $(STAMP)
 
-$(STAMP)/python: requirements-dev.txt layers/concord/requirements.txt | $(STAMP)
+$(STAMP)/python: pyproject.toml layers/concord/requirements.txt | $(STAMP)
 	@test -n "$(PY312)" || { echo "python3.12 not found: install it (pyenv install 3.12) or set PY312=/path/to/python3.12"; exit 1; }
 	test -x $(PY) || $(PY312) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r layers/concord/requirements.txt --group dev
 	touch $@
 
 $(STAMP)/node: package.json package-lock.json | $(STAMP)

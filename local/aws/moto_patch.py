@@ -14,7 +14,7 @@ The patch keeps moto's behaviour and changes only the cost:
 - ``Queue.messages`` reads the clock once per scan instead of twice per message;
 - ``Queue.delete_message`` finds the message in one pass that stops at the first match.
 
-moto is pinned (requirements-dev.txt). :data:`PATCHED_SOURCES` holds a hash of each upstream
+moto is pinned (the dev dependency group in pyproject.toml). :data:`PATCHED_SOURCES` holds a hash of each upstream
 function the patch replaces or relies on; ``tests/integration/test_moto_patch.py`` fails when an
 upgrade changes any of them, so the patch is re-read rather than silently wrong.
 """
