@@ -45,7 +45,7 @@ from local.sandboxes.salesforce.schema import (
     type_of_id,
 )
 from local.sandboxes.salesforce.soql import SoqlError, compile_query, matches, sort_key
-from local.sandboxes.server import HttpError, Pusher, Request, Response, Sandbox, route, verify_assertion
+from local.sandboxes.server import Faults, HttpError, Pusher, Request, Response, Sandbox, route, verify_assertion
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -93,6 +93,9 @@ def _season_label(version: str) -> str:
     return f"{season} '{24 + (number - 59) // 3:02d}"
 
 
+_ADMIN_ACTIONS = ("lock_rows", "validation_rules", "cdc/gap", "cdc/faults", "limits", "seed")
+
+
 class SalesforceSandbox(Sandbox):
     """An in-memory org. ``public_key_pem`` verifies the JWT assertions of ``consumer_key``/``username``."""
 
@@ -124,6 +127,8 @@ class SalesforceSandbox(Sandbox):
         self.daily_limit = daily_limit
         self.batch_size = batch_size
         self.cdc_sink = cdc_sink
+        self._held_events: list[dict[str, Any]] = []
+        self.change_event_faults = Faults()  # POST /_sandbox/cdc/faults {"drop": N, "duplicate": N, "reorder": N}
         self.channel_id, self.aws_account, self.aws_region = channel_id, aws_account, aws_region
         self.cdc_entities = cdc_entities
         # Real access tokens start with the 15-character org id and "!"; tests may plant a canary here.
@@ -173,6 +178,8 @@ class SalesforceSandbox(Sandbox):
         limits and batch size back to their start values, pending pushes dropped); keeps the wiring
         (change event sink, Outbound Message actions)."""
         super().reset()
+        self.change_event_faults.clear()
+        self._held_events.clear()
         with self._lock:
             self.daily_limit, self.batch_size, self.token_prefix = self._initial
             self.pusher.close()
@@ -1118,7 +1125,18 @@ class SalesforceSandbox(Sandbox):
             region=self.aws_region,
         )
         self.events_emitted += 1
-        self.cdc_sink(event)
+        # Change events have their own drop/duplicate/reorder switches: Event Relay is a channel of its own
+        # (it skips events after an outage with relayOption LATEST, and may deliver twice or out of order).
+        faults = self.change_event_faults
+        if faults.take("drop_notifications"):
+            return
+        if faults.take("reorder_notifications"):
+            self._held_events.append(event)  # goes out after the next one
+            return
+        copies = 2 if faults.take("duplicate_notifications") else 1
+        held, self._held_events = self._held_events, []
+        for outgoing in [event] * copies + held:
+            self.cdc_sink(outgoing)
 
     def emit_gap(self, entity: str, change_type: str, record_ids: list[str] | None = None) -> None:
         """Emit a gap event (``GAP_CREATE`` … ``GAP_OVERFLOW``): every field null and an empty origin.
@@ -1268,7 +1286,7 @@ class SalesforceSandbox(Sandbox):
 
     def _admin(self, request: Request) -> Response:
         action = request.path.removeprefix("/_sandbox/")
-        if request.method != "POST" or action not in ("lock_rows", "validation_rules", "cdc/gap", "limits", "seed"):
+        if request.method != "POST" or action not in _ADMIN_ACTIONS:
             return super()._admin(request)
         spec = request.json() or {}
         if action == "lock_rows":
@@ -1281,6 +1299,9 @@ class SalesforceSandbox(Sandbox):
                 )
             )
             return Response(200, {"validation_rules": len(self.validation_rules)})
+        if action == "cdc/faults":
+            self.change_event_faults.notifications(**{k: int(v) for k, v in spec.items()})
+            return Response(200, self.change_event_faults.as_dict())
         if action == "cdc/gap":
             try:
                 self.emit_gap(spec["entity"], spec.get("changeType", "GAP_OVERFLOW"), spec.get("recordIds"))

@@ -291,3 +291,29 @@ def test_gap_events(salesforce: SalesforceSandbox, cdc_events: list[dict[str, An
     assert overflow["ChangeEventHeader"]["changeType"] == "GAP_OVERFLOW"
     assert overflow["ChangeEventHeader"]["recordIds"] == ["000000000000000AAA"]
     assert cdc_events[1]["detail-type"] == "EventChangeEvent"
+
+
+def test_change_events_obey_the_drop_duplicate_and_reorder_switches(
+    salesforce: SalesforceSandbox, cdc_events: list[dict[str, Any]]
+) -> None:
+    contact = salesforce.live_records("Contact")[0]
+    cdc_events.clear()
+
+    def titles() -> list[str]:
+        return [e["detail"]["payload"]["Title"] for e in cdc_events]
+
+    salesforce.change_event_faults.notifications(drop=1)
+    salesforce.change(contact["Id"], Title="dropped")
+    salesforce.change(contact["Id"], Title="kept")
+    assert titles() == ["kept"]
+
+    cdc_events.clear()
+    salesforce.change_event_faults.notifications(duplicate=1)
+    salesforce.change(contact["Id"], Title="twice")
+    assert titles() == ["twice", "twice"]
+
+    cdc_events.clear()
+    salesforce.change_event_faults.notifications(reorder=1)
+    salesforce.change(contact["Id"], Title="first")
+    salesforce.change(contact["Id"], Title="second")
+    assert titles() == ["second", "first"]
