@@ -6,23 +6,28 @@ duplicated, reordered and dropped, a periodic full reconcile, then quiesce and c
 - every live record is linked exactly once, no person exists twice on a side (records entered on both
   sides are matched, not duplicated), and both sides hold the same values;
 - each link's snapshot holds what each side holds (echo safety: the next plan starts from the truth);
-- the latest edit of a field survives unless a recorded decision overrode it.
+- the latest edit of a field survives unless a recorded decision overrode it;
+- a record deleted on one side is never re-created on that side, nor its survivor re-linked, by any
+  later notice or reconcile (a tombstone stops late notices).
+
+It runs twice: :class:`Sync` with delete propagation on, :class:`SyncWithoutDeletePropagation` with it
+off. Off, a delete only unlinks: the other side's record (the survivor) stays, unlinked, and the end
+checks expect exactly that; the pairing and equality checks then hold for the records still linked.
 """
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from concord.core import ConnectionOptions, LinkState, MailboxRecord, SalesforceRecord, plan
+from concord.core import ConnectionOptions, LinkState, MailboxRecord, Plan, SalesforceRecord, plan
 
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
-OPTIONS = ConnectionOptions(propagate_deletes=True)
 # canonical field → (Salesforce field, Graph field); values drawn from a small lossless set
 FIELDS = {
     "title": ("Title", "jobTitle"),
@@ -33,6 +38,8 @@ WORDS = st.sampled_from(["Ann", "Bob", "CTO", "CEO", "Sales", "Ops", ""])
 
 
 class Sync(RuleBasedStateMachine):
+    options: ClassVar[ConnectionOptions] = ConnectionOptions(propagate_deletes=True)
+
     def __init__(self) -> None:
         super().__init__()
         self.sf: dict[str, dict[str, Any]] = {}
@@ -47,6 +54,9 @@ class Sync(RuleBasedStateMachine):
         self.human: dict[str, int] = {}
         self.created_for: dict[str, int] = {}
         self.deleted: set[str] = set()
+        # survivor id → (side of its deleted partner, the deleted partner's id): the model's own record
+        # of who was linked to a deleted record, independent of the tombstones plan() writes
+        self.survivors: dict[str, tuple[str, str]] = {}
 
     def _stamp(self) -> str:
         tick = next(self.clock)
@@ -115,9 +125,14 @@ class Sync(RuleBasedStateMachine):
     def delete(self, data: st.DataObject, on_sf: bool) -> None:
         side = self.sf if (on_sf and self.sf) or not self.mb else self.mb
         record_id = data.draw(st.sampled_from(sorted(side)))
+        name = "salesforce" if side is self.sf else "mailbox"
         del side[record_id]
         self.deleted.add(record_id)
-        self.notices.append(("salesforce" if side is self.sf else "mailbox", record_id))
+        for lk in self.links:
+            if not lk.is_tombstone and record_id in (lk.salesforce_id, lk.mailbox_id):
+                survivor = lk.mailbox_id if name == "salesforce" else lk.salesforce_id
+                self.survivors[survivor or ""] = (name, record_id)
+        self.notices.append((name, record_id))
 
     @precondition(lambda self: self.sf or self.mb)
     @rule(data=st.data())
@@ -169,7 +184,8 @@ class Sync(RuleBasedStateMachine):
             candidates = [r for i in self.sf if i not in linked_ids if (r := self._sf_record(i))]
         if link is None and mb is None and sf is not None:
             candidates = [r for i in self.mb if i not in linked_ids if (r := self._mb_record(i))]
-        result = plan("contact", link, sf, mb, OPTIONS, candidates=candidates, now=NOW)
+        result = plan("contact", link, sf, mb, self.options, candidates=candidates, now=NOW)
+        self._assert_not_recreated(result, sf_id, mb_id)
         new_sf, new_mb = sf_id, mb_id
         for op in result.operations:
             if op.side == "salesforce" and op.action == "create":
@@ -182,12 +198,14 @@ class Sync(RuleBasedStateMachine):
                 self.mb[new_mb] = {"id": new_mb, **op.body}
                 self._touch_mb(new_mb)
                 self.created_for[sf_id or ""] = self.created_for.get(sf_id or "", 0) + 1
-            elif op.action == "update" and op.side == "salesforce" and sf_id in self.sf:
-                self.sf[sf_id].update(op.body)
-                self._touch_sf(sf_id)
-            elif op.action == "update" and op.side == "mailbox" and mb_id in self.mb:
-                self.mb[mb_id].update(op.body)
-                self._touch_mb(mb_id)
+            elif op.action == "update" and op.side == "salesforce" and op.record_id in self.sf:
+                new_sf = op.record_id  # a matched record: the update names it, the notice did not
+                self.sf[new_sf].update(op.body)
+                self._touch_sf(new_sf)
+            elif op.action == "update" and op.side == "mailbox" and op.record_id in self.mb:
+                new_mb = op.record_id
+                self.mb[new_mb].update(op.body)
+                self._touch_mb(new_mb)
             elif op.action == "delete":
                 (self.sf if op.side == "salesforce" else self.mb).pop(op.record_id or "", None)
             elif op.action == "relate" and op.body.get("relation") == "Account":
@@ -207,7 +225,23 @@ class Sync(RuleBasedStateMachine):
                 salesforce_version=self.sf.get(new_sf or "", {}).get("SystemModstamp"),
                 mailbox_version=self.mb.get(new_mb or "", {}).get("changeKey"),
             )
+            self._assert_not_relinked(stored)
             self.links = [lk for lk in self.links if lk is not link] + [stored]
+
+    def _assert_not_recreated(self, result: Plan, sf_id: str | None, mb_id: str | None) -> None:
+        """A record deleted on one side is never re-created on that side from its survivor."""
+        for op in result.operations:
+            if op.action == "create":
+                source = mb_id if op.side == "salesforce" else sf_id
+                gone = self.survivors.get(source or "")
+                assert gone is None or gone[0] != op.side, f"deleted {gone} re-created from {source} by a late sync"
+
+    def _assert_not_relinked(self, stored: LinkState) -> None:
+        """The survivor of a delete is never linked again (its tombstone is the only link it keeps)."""
+        if not stored.is_tombstone:
+            for survivor in (stored.salesforce_id, stored.mailbox_id):
+                gone = self.survivors.get(survivor or "")
+                assert gone is None, f"{survivor} re-linked after its partner {gone} was deleted"
 
     def _sf_record(self, sf_id: str | None) -> SalesforceRecord | None:
         if sf_id is None:
@@ -237,12 +271,20 @@ class Sync(RuleBasedStateMachine):
         self.reconcile()
         assert self.writes == before, "ping-pong: a quiet system kept writing"
         live = [lk for lk in self.links if not lk.is_tombstone]
+        # Off, a delete only unlinks: the survivor stays, unlinked (on, it is deleted too).
+        survivors = {s for s in self.survivors if s in self.sf or s in self.mb}
+        if self.options.propagate_deletes:
+            assert not survivors, f"a delete did not propagate to {survivors}"
+        linked_sf = {lk.salesforce_id for lk in live}
+        linked_mb = {lk.mailbox_id for lk in live}
+        assert not survivors & (linked_sf | linked_mb), "a survivor of a delete was linked again"
         sf_emails = [record.get("Email") for record in self.sf.values()]
         mb_emails = [record["emailAddresses"][0]["address"] for record in self.mb.values()]
         assert len(set(sf_emails)) == len(sf_emails), "a duplicate Salesforce record (matching skipped?)"
         assert len(set(mb_emails)) == len(mb_emails), "a duplicate mailbox record (matching skipped?)"
-        assert {lk.salesforce_id for lk in live} == set(self.sf), "an unlinked or duplicated Salesforce record"
-        assert {lk.mailbox_id for lk in live} == set(self.mb), "an unlinked or duplicated mailbox record"
+        assert len(linked_sf) == len(live) and len(linked_mb) == len(live), "a record linked twice"
+        assert linked_sf | (survivors & set(self.sf)) == set(self.sf), "an unlinked Salesforce record"
+        assert linked_mb | (survivors & set(self.mb)) == set(self.mb), "an unlinked mailbox record"
         for lk in live:
             sf, mb = self.sf[lk.salesforce_id or ""], self.mb[lk.mailbox_id or ""]
             for field, (sf_key, mb_key) in FIELDS.items():
@@ -277,3 +319,15 @@ Sync.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, derandomize=True, database=None, deadline=None
 )
 TestConvergence = Sync.TestCase
+
+
+class SyncWithoutDeletePropagation(Sync):
+    """The same machine with delete propagation off: a delete unlinks, the survivor stays unlinked."""
+
+    options = ConnectionOptions(propagate_deletes=False)
+
+
+SyncWithoutDeletePropagation.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, derandomize=True, database=None, deadline=None
+)
+TestConvergenceWithoutDeletePropagation = SyncWithoutDeletePropagation.TestCase
