@@ -9,17 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aws_lambda_powertools.event_handler import Response, content_types
-
+from concord.ingress.apps.routes import JSON, HttpResponse
 from concord.ingress.errors import Rejected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
     from concord.adapters.subscriptions import Channel
+    from concord.ingress.apps.routes import HttpRequest
     from concord.ingress.enqueue import NoticeSink
     from concord.settings import WebhookSettings
 
@@ -66,7 +65,7 @@ class Deps:
         )
 
 
-def read_body(event: APIGatewayProxyEvent, limit: int) -> bytes:
+def read_body(event: HttpRequest, limit: int) -> bytes:
     """The request body as bytes, refusing (413) anything larger than ``limit`` bytes before decoding it."""
     raw = event.body or ""
     # A cheap bound first: base64 is 4/3 the size, UTF-8 at least one byte a character.
@@ -84,9 +83,9 @@ def read_body(event: APIGatewayProxyEvent, limit: int) -> bytes:
     return data
 
 
-def json_error(status: int, reason: str) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps({"error": reason}))
+def json_error(status: int, reason: str) -> HttpResponse:
+    return HttpResponse(status, JSON, json.dumps({"error": reason}))
 
 
-def json_ok(status: int, payload: dict[str, Any]) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(payload))
+def json_ok(status: int, payload: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(status, JSON, json.dumps(payload))

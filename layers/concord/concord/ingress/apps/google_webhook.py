@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from concord.ingress.apps.common import Deps, json_error, json_ok, read_body
+from concord.ingress.apps.routes import HttpRequest, HttpResponse, Routes
 from concord.ingress.enqueue import Enqueuer
-from concord.ingress.errors import Rejected
 from concord.ingress.google import (
     JwksKeys,
     PushTokenVerifier,
@@ -32,6 +30,7 @@ from concord.ingress.google import (
 from concord.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
+    from concord.ingress.errors import Rejected
     from concord.ingress.google import KeyResolver
     from concord.settings import WebhookSettings
 
@@ -57,18 +56,16 @@ class GoogleWebhook:
         )
         self.gmail_enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.gmail")
         self.calendar_enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.calendar")
-        self.app = APIGatewayRestResolver()
-        self.app.post("/google/gmail")(self.gmail_push)
-        self.app.post("/google/calendar")(self.calendar_notification)
-        self.app.exception_handler(Rejected)(self.rejected)
+        self.routes = Routes(self.rejected)
+        self.routes.post("/google/gmail", self.gmail_push)
+        self.routes.post("/google/calendar", self.calendar_notification)
         self._context: Any = None
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self._context = context
-        return self.app.resolve(event, context)
+        return self.routes.resolve(event)
 
-    def gmail_push(self) -> Response[Any]:
-        event = self.app.current_event
+    def gmail_push(self, event: HttpRequest) -> HttpResponse:
         body = read_body(event, self.settings.webhook_max_body_bytes)
         self.verifier.verify(event.headers.get("Authorization"))
         push = parse_gmail_push(body)
@@ -85,12 +82,12 @@ class GoogleWebhook:
         )
         return json_ok(200, {"enqueued": delivery.enqueued, "replayed": delivery.replayed})
 
-    def calendar_notification(self) -> Response[Any]:
-        event = self.app.current_event
+    def calendar_notification(self, event: HttpRequest) -> HttpResponse:
         read_body(event, self.settings.webhook_max_body_bytes)  # empty by protocol; only its size matters
         ping = parse_calendar_headers(event.headers)
         if ping.resource_state == "sync":
             logger.info("calendar channel sync message acknowledged", extra={"channel_id": ping.channel_id})
+            metrics.add_metric(name="CalendarChannelSyncMessages", unit=MetricUnit.Count, value=1)
             return json_ok(200, {"enqueued": 0})
         notice = calendar_notice(ping, self.channels.get, received_at=self.deps.clock())
         delivery = self.calendar_enqueuer.enqueue([notice], event_ids=[notice.provider_event_id], context=self._context)
@@ -101,7 +98,7 @@ class GoogleWebhook:
         )
         return json_ok(200, {"enqueued": delivery.enqueued, "replayed": delivery.replayed})
 
-    def rejected(self, error: Rejected) -> Response[Any]:
+    def rejected(self, error: Rejected) -> HttpResponse:
         logger.warning("google request rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         return json_error(error.status, error.reason)

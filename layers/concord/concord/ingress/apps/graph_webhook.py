@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-
 from concord.ingress.apps.common import Deps, json_error, read_body
+from concord.ingress.apps.routes import TEXT, HttpRequest, HttpResponse, Routes
 from concord.ingress.enqueue import Enqueuer
-from concord.ingress.errors import Rejected
 from concord.ingress.graph import authenticate, parse_batch, subscription_keys, validation_token
 from concord.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
+    from concord.ingress.errors import Rejected
     from concord.settings import WebhookSettings
 
 __all__ = ["GraphWebhook"]
@@ -34,24 +33,22 @@ class GraphWebhook:
             raise ValueError("GraphWebhook needs a channel lookup (Deps.channels)")
         self.channels = self.deps.channels
         self.enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.graph")
-        self.app = APIGatewayRestResolver()
-        self.app.post("/graph/notifications")(self.notifications)
-        self.app.post("/graph/lifecycle")(self.notifications)
-        self.app.exception_handler(Rejected)(self.rejected)
+        self.routes = Routes(self.rejected)
+        self.routes.post("/graph/notifications", self.notifications)
+        self.routes.post("/graph/lifecycle", self.notifications)
         self._context: Any = None
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self._context = context
-        return self.app.resolve(event, context)
+        return self.routes.resolve(event)
 
-    def notifications(self) -> Response[str]:
-        event = self.app.current_event
-        token = validation_token(event.query_string_parameters)
+    def notifications(self, event: HttpRequest) -> HttpResponse:
+        token = validation_token(event.query)
         if token is not None:
             # The handshake's body is not to be parsed; the token is echoed as is (it is not a secret).
             logger.info("graph validation handshake", extra={"route": event.path})
             metrics.add_metric(name="GraphValidationHandshakes", unit=MetricUnit.Count, value=1)
-            return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body=token)
+            return HttpResponse(200, TEXT, token)
         body = read_body(event, self.settings.webhook_max_body_bytes)
         items, malformed = parse_batch(body)
         channels = self.channels.get_many(subscription_keys(items))
@@ -74,9 +71,9 @@ class GraphWebhook:
                 "unsupported": batch.unsupported,
             },
         )
-        return Response(status_code=202, content_type=content_types.TEXT_PLAIN, body="")
+        return HttpResponse(202, TEXT, "")
 
-    def rejected(self, error: Rejected) -> Response[Any]:
+    def rejected(self, error: Rejected) -> HttpResponse:
         logger.warning("graph request rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         return json_error(error.status, error.reason)

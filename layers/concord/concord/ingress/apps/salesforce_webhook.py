@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from concord.ingress.apps.common import Deps, read_body
+from concord.ingress.apps.routes import HttpRequest, HttpResponse, Routes
 from concord.ingress.enqueue import Enqueuer
-from concord.ingress.errors import Rejected
 from concord.ingress.salesforce_outbound import ack, fault, parse_outbound_message
 from concord.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
+    from concord.ingress.errors import Rejected
     from concord.settings import WebhookSettings
 
 __all__ = ["SalesforceWebhook"]
@@ -32,17 +31,16 @@ class SalesforceWebhook:
         self.settings = settings
         self.deps = deps or Deps.from_settings(settings, channels=False)
         self.enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.salesforce_outbound")
-        self.app = APIGatewayRestResolver()
-        self.app.post("/salesforce/outbound")(self.outbound_message)
-        self.app.exception_handler(Rejected)(self.rejected)
+        self.routes = Routes(self.rejected)
+        self.routes.post("/salesforce/outbound", self.outbound_message)
         self._context: Any = None
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self._context = context
-        return self.app.resolve(event, context)
+        return self.routes.resolve(event)
 
-    def outbound_message(self) -> Response[str]:
-        body = read_body(self.app.current_event, self.settings.webhook_max_body_bytes)
+    def outbound_message(self, event: HttpRequest) -> HttpResponse:
+        body = read_body(event, self.settings.webhook_max_body_bytes)
         message = parse_outbound_message(body, org_id=self.settings.salesforce_org_id, received_at=self.deps.clock())
         delivery = self.enqueuer.enqueue(message.notices, event_ids=message.notification_ids, context=self._context)
         if message.skipped_types:
@@ -59,11 +57,9 @@ class SalesforceWebhook:
                 "skipped_types": sorted(set(message.skipped_types)),
             },
         )
-        return Response(status_code=200, content_type=_XML, body=ack())
+        return HttpResponse(200, _XML, ack())
 
-    def rejected(self, error: Rejected) -> Response[str]:
+    def rejected(self, error: Rejected) -> HttpResponse:
         logger.warning("outbound message rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
-        return Response(
-            status_code=error.status, content_type=_XML, body=fault(error.reason, client=error.status < 500)
-        )
+        return HttpResponse(error.status, _XML, fault(error.reason, client=error.status < 500))
