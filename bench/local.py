@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.report import emit, percentile
 from local.aws.stack import LocalStack
@@ -35,22 +35,22 @@ def timed(action: Callable[[], object], rounds: int = ROUNDS) -> list[float]:
     return samples
 
 
-def fill_queue(sqs: object, url: str, count: int) -> None:
+def fill_queue(sqs: Any, url: str, count: int) -> None:
     def batch(start: int) -> None:
         entries = [{"Id": str(i), "MessageBody": f'{{"n": {start + i}, "pad": "{"x" * 200}"}}'} for i in range(10)]
-        sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[attr-defined]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(batch, range(0, count, 10)))
 
 
-def fill_table(ddb: object, table: str, count: int) -> None:
+def fill_table(ddb: Any, table: str, count: int) -> None:
     def batch(start: int) -> None:
         items = [
             {"PutRequest": {"Item": {"pk": {"S": f"k{n}"}, "sk": {"S": "link"}, "blob": {"S": "x" * 300}}}}
             for n in range(start, min(start + 25, count))
         ]
-        ddb.batch_write_item(RequestItems={table: items})  # type: ignore[attr-defined]
+        ddb.batch_write_item(RequestItems={table: items})
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(batch, range(0, count, 25)))

@@ -153,57 +153,6 @@ _EMPTY: Mapping[str, Value] = {}
 # ---------------------------------------------------------------- construction
 
 
-def _operation(
-    action: Action,
-    side: OpSide,
-    object_type: str,
-    record_id: str | None,
-    body: Mapping[str, Any],
-    fields: tuple[str, ...],
-    reason: str,
-) -> Operation:
-    return Operation(
-        action=action, side=side, object_type=object_type, record_id=record_id, body=body, fields=fields, reason=reason
-    )
-
-
-def _decision(  # noqa: PLR0913 (one argument per field)
-    field: str,
-    label: str,
-    kind: str,
-    reason: str,
-    salesforce: Value,
-    mailbox: Value,
-    result: Value,
-    write_to: Side | None,
-    overridden: Side | None,
-    policy: Policy,
-) -> Decision:
-    return Decision(
-        field=field,
-        label=label,
-        kind=kind,
-        reason=reason,
-        salesforce=salesforce,
-        mailbox=mailbox,
-        result=result,
-        write_to=write_to,
-        overridden=overridden,
-        policy=policy,
-    )
-
-
-def _plan_of(
-    kind: ObjectKind,
-    operations: tuple[Operation, ...],
-    decisions: tuple[Decision, ...],
-    new_link: LinkState | None,
-    values: Mapping[str, Value],
-    notes: tuple[str, ...],
-) -> Plan:
-    return Plan(kind=kind, operations=operations, decisions=decisions, new_link=new_link, values=values, notes=notes)
-
-
 def _linked(  # noqa: PLR0913 (one argument per field of a live link)
     kind: ObjectKind,
     salesforce_object: str,
@@ -277,8 +226,8 @@ def plan(
         and link.mailbox_version == mailbox.current_version
         and link.mapping_fingerprint == mapping.fingerprint
     ):
-        unchanged = _operation("skip", "link", kind, None, {}, (), "unchanged since last sync (versions)")
-        return _plan_of(kind, (unchanged,), (), link, link.salesforce_values, ())
+        unchanged = Operation("skip", "link", kind, None, {}, (), "unchanged since last sync (versions)")
+        return Plan(kind, (unchanged,), (), link, link.salesforce_values, ())
     return _plan_pair(kind, link, salesforce, mailbox, options, mapping, now, created=None)
 
 
@@ -692,7 +641,7 @@ def _plan_pair(
         )
     if sf_patch:
         ops.append(
-            _operation(
+            Operation(
                 "update",
                 "salesforce",
                 salesforce.sobject,
@@ -705,7 +654,7 @@ def _plan_pair(
     ops.extend(written.relates)
     if mb_patch:
         ops.append(
-            _operation(
+            Operation(
                 "update",
                 "mailbox",
                 kind,
@@ -716,7 +665,7 @@ def _plan_pair(
             )
         )
     if not ops:
-        ops.append(_operation("skip", "link", kind, None, {}, (), "no field changed"))
+        ops.append(Operation("skip", "link", kind, None, {}, (), "no field changed"))
     new_link = _linked(
         kind,
         salesforce.sobject,
@@ -730,7 +679,7 @@ def _plan_pair(
     )
     decisions = written.decisions
     notes = (f"meeting: {held}",) if held is not None and any(d.kind == "held" for d in decisions) else ()
-    return _plan_of(kind, tuple(ops), tuple(decisions), new_link, new_sf, notes)
+    return Plan(kind, tuple(ops), tuple(decisions), new_link, new_sf, notes)
 
 
 def _merge_fields(
@@ -834,7 +783,7 @@ def _write_outcomes(
             out.mb_fields.append(rule.name)
             new_mb[rule.name] = rule.transform.settle_mb(result, ctx)
         out.decisions.append(
-            _decision(rule.name, rule.label, kind_of, reason, s, m, result, write_to, overridden, rule.policy)
+            Decision(rule.name, rule.label, kind_of, reason, s, m, result, write_to, overridden, rule.policy)
         )
     return out
 
