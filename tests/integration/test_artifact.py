@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
+from local.aws.provision import load_template
 from tests.support.events import load_event
 from tests.support.receiver import Receiver
 
@@ -101,29 +101,13 @@ class Invocation:
     sys_path: list[str]
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    assert isinstance(node, yaml.MappingNode)
-    return {suffix: loader.construct_mapping(node, deep=True)}
-
-
-_Loader.add_multi_constructor("!", _long_form)  # type: ignore[no-untyped-call]
-
-
 @pytest.fixture(scope="module")
 def built() -> dict[str, BuiltFunction]:
     """The functions of the built template; fails (never skips) when there is no build."""
     template_path = BUILD / "template.yaml"
     if not template_path.is_file():
         pytest.fail(f"no SAM build at {BUILD}: {RUN_SAM_BUILD}")
-    template = yaml.load(template_path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    template = load_template(template_path)
     resources = template["Resources"]
     globals_ = template.get("Globals", {}).get("Function", {})
     functions = {}
@@ -150,7 +134,7 @@ def built() -> dict[str, BuiltFunction]:
 
 def _fail_if_stale(functions: dict[str, BuiltFunction]) -> None:
     """Testing an old build would prove nothing about the sources: insist on a fresh one."""
-    source_template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)  # noqa: S506
+    source_template = load_template(ROOT / "template.yaml")
     pairs = [
         (ROOT / source_template["Resources"][name]["Properties"]["CodeUri"], function.task)
         for name, function in functions.items()

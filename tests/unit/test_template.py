@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from concord.settings import SchedulerSettings, WebhookSettings, WorkerSettings
+from local.aws.provision import load_template
 from tests.support.events import EVENTS_DIR, event_names, load_event
 
 if TYPE_CHECKING:
@@ -56,37 +56,9 @@ SAM_POLICY_TEMPLATES = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """Keeps CloudFormation short-form tags as their long form (``!Ref X`` -> ``{"Ref": "X"}``)."""
-
-
-def _construct(tag: str):  # type: ignore[no-untyped-def]
-    key = "Ref" if tag == "Ref" else f"Fn::{tag}"
-
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if tag == "GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        elif isinstance(node, yaml.MappingNode):
-            value = loader.construct_mapping(node, deep=True)
-        else:  # pragma: no cover - YAML has no other node kinds
-            raise TypeError(node)
-        return {key: value}
-
-    return construct
-
-
-for _tag in ("Ref", "GetAtt", "Sub", "If", "Not", "Equals", "And", "Or", "Join", "Select", "Split", "FindInMap"):
-    _CfnLoader.add_constructor(f"!{_tag}", _construct(_tag))
-
-
 @cache
 def _template() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
-    return data
+    return load_template(ROOT / "template.yaml")
 
 
 @pytest.fixture
