@@ -12,7 +12,11 @@ The patch keeps moto's behaviour and changes only the cost:
   (``ContentBasedDeduplication``, ``MessageRetentionPeriod``) and never report the counts; a
   GetQueueAttributes call is unaffected;
 - ``Queue.messages`` reads the clock once per scan instead of twice per message;
-- ``Queue.delete_message`` finds the message in one pass that stops at the first match.
+- ``Queue.delete_message`` finds the message in one pass that stops at the first match;
+- ``camelcase_to_underscores`` (a pure string function SQS's models call 14 times per sent message
+  to build the attribute dictionary) is memoised for the SQS models: it was half of a send's cost;
+- ``list_of_moto_modules`` (which the server's host dispatch calls on every request, listing moto's
+  package directory and stat-ing each entry) is listed once: the installed package does not change.
 
 moto is pinned (the dev dependency group in pyproject.toml). :data:`PATCHED_SOURCES` holds a hash of each upstream
 function the patch replaces or relies on; ``tests/integration/test_moto_patch.py`` fails when an
@@ -21,12 +25,15 @@ upgrade changes any of them, so the patch is re-read rather than silently wrong.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import threading
 from typing import Any
 
 import moto
+from moto import backends
+from moto.core import utils
 from moto.core.utils import unix_time_millis
 from moto.sqs import models
 
@@ -47,6 +54,8 @@ PATCHED_SOURCES = {
     "Message.visible": "5129b573308de62a700c40541df76673710ff2303258839ac66990eb56f27f27",
     "Message.delayed": "e2fd48abf582683aa4630cbd95daef06deb9f6de33e002a89f8c3d8a3f334838",
     "Message.had_receipt_handle": "31a347382a7315b72cefcd67fb5cf3c794406542cd3bbe1f4a1d0eb0fb014f91",
+    "camelcase_to_underscores": "084cdc5bab92db95a0ebd8d554c70b212a057d35825b08ca3b80b202d4965eb3",
+    "list_of_moto_modules": "4f741a10b06500e840c3aaa1b4f02706e6f2bfbababc0e8a2a7b9c9d0e8957dc",
 }
 
 _busy = threading.local()  # set while a send or receive runs in this thread
@@ -80,6 +89,8 @@ def _current_pieces() -> dict[str, Any]:
         "Message.visible": models.Message.visible.fget,
         "Message.delayed": models.Message.delayed.fget,
         "Message.had_receipt_handle": models.Message.had_receipt_handle,
+        "camelcase_to_underscores": utils.camelcase_to_underscores,
+        "list_of_moto_modules": backends.list_of_moto_modules,
     }
 
 
@@ -134,3 +145,6 @@ def apply() -> None:
     models.Queue.delete_message = delete_message
     models.SQSBackend.send_message = without_counts(originals["SQSBackend.send_message"])
     models.SQSBackend.receive_message = without_counts(originals["SQSBackend.receive_message"])
+    models.camelcase_to_underscores = functools.cache(originals["camelcase_to_underscores"])
+    module_names = tuple(originals["list_of_moto_modules"]())
+    backends.list_of_moto_modules = lambda: module_names
