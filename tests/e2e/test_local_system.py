@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 
+from concord.notices import decode_message
 from local.system import LocalSystem
 
 
@@ -15,7 +15,7 @@ def _notices(system: LocalSystem, expected: int, timeout: float = 20.0) -> list[
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(notices) < expected:
         for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-            notices.append(json.loads(message["Body"]))
+            notices += [notice.model_dump() for notice in decode_message(message["Body"])]
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
     return notices
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from concord.notices import decode_message
 from local.aws.provision import load_template
 from tests.support.events import load_event
 from tests.support.receiver import Receiver
@@ -279,8 +280,8 @@ def test_the_built_salesforce_webhook_acknowledges_and_enqueues_one_notice_per_n
     assert response["statusCode"] == 200
     assert "<Ack>true</Ack>" in response["body"]
     sqs = local_stack.client("sqs")
-    queued = sqs.get_queue_attributes(QueueUrl=local_stack.env["CHANGES_QUEUE_URL"], AttributeNames=["All"])
-    assert queued["Attributes"]["ApproximateNumberOfMessages"] == "2"
+    [message] = sqs.receive_message(QueueUrl=local_stack.env["CHANGES_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    assert len(decode_message(message["Body"])) == 2
 
 
 @pytest.mark.parametrize(
@@ -361,18 +362,23 @@ def test_the_built_salesforce_events_function_enqueues_a_change_event(
     assert (result["status"], result["statusCode"], result["enqueued"]) == ("enqueued", 200, 1)
     sqs = local_stack.client("sqs")
     message = sqs.receive_message(QueueUrl=local_stack.env["CHANGES_QUEUE_URL"])["Messages"][0]
-    notice = json.loads(message["Body"])
-    assert (notice["source"], notice["object_type"], notice["kind"]) == ("salesforce", "contact", "change")
+    [notice] = decode_message(message["Body"])
+    assert (notice.source, notice.object_type, notice.kind) == ("salesforce", "contact", "change")
 
 
 def test_worker_accepts_valid_notices(invoke: Callable[..., Invocation]) -> None:
     invocation = invoke("SyncWorkerFunction", load_event("sync_worker/change_notices"))
     assert _ok(invocation) == {"batchItemFailures": []}
-    # Each record logs under its change notice's id.
-    assert "ntc_01JD4Q7Z8X2M5N6P7Q8R9S0T1U" in invocation.output
+    # Each notice logs under its own id: the lone notice of the first record, both of the second's.
+    for notice_id in (
+        "ntc_01JD4Q7Z8X2M5N6P7Q8R9S0T1U",
+        "ntc_01JD4Q80A1B2C3D4E5F6G7H8J9",
+        "ntc_01JD4Q80A1B2C3D4E5F6G7H8JA",
+    ):
+        assert notice_id in invocation.output
 
 
-@pytest.mark.parametrize("body", ["{not json", "[1, 2]", ""])
+@pytest.mark.parametrize("body", ["{not json", "[1, 2]", "", "[]", '{"v": 1, "source": "graph"}'])
 def test_worker_reports_malformed_bodies_as_item_failures(invoke: Callable[..., Invocation], body: str) -> None:
     event = load_event("sync_worker/change_notices")
     event["Records"][1]["body"] = body

@@ -10,6 +10,9 @@ Wire format (version 1): compact JSON, ``None`` fields left out, e.g.::
      "object_type":"contact","kind":"change","record_id":"AAMk…","source_version":"W/\\"EQ…\\"",
      "provider_event_id":"7f10…:updated:AAMk…","received_at":"2026-11-20T09:15:02.310000Z"}
 
+A queue message carries one or more notices (see :func:`encode_message`): a JSON array of notices,
+or, as a single notice was first written, one notice object. Readers accept both.
+
 Compatibility: adding an *optional* field is a compatible change within ``v: 1`` (readers ignore
 fields they do not know, so an old worker survives a newer ingress during a deploy); any other change
 (renaming, a new required field, a changed meaning) is ``v: 2``, and the worker must read both until
@@ -18,16 +21,41 @@ the queue and its DLQ hold no ``v: 1`` notice (DLQ retention: 14 days).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-__all__ = ["NOTICE_VERSION", "ChangeNotice", "Kind", "ObjectType", "Source", "new_notice_id"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "NOTICES_PER_MESSAGE",
+    "NOTICE_VERSION",
+    "ChangeNotice",
+    "Kind",
+    "MalformedMessage",
+    "ObjectType",
+    "Source",
+    "decode_message",
+    "encode_message",
+    "new_notice_id",
+]
 
 NOTICE_VERSION: Literal[1] = 1
+
+NOTICES_PER_MESSAGE = 10
+"""At most this many notices share a queue message.
+
+Why more than one: a 100-notification delivery then takes one SendMessageBatch instead of ten (SQS
+bills and rate-limits per request, and the webhook answers sooner), and a worker batch of 10 messages
+brings up to 100 notices to fetch in bulk. Why no more than 10: a message is retried, and at worst
+dead-lettered, as a whole; re-syncing its other notices is harmless (the worker is idempotent), and 10
+keeps that blast radius and a DLQ message small enough to read.
+"""
 
 Source = Literal["salesforce", "graph", "google"]
 ObjectType = Literal["contact", "lead", "event", "task", "email"]
@@ -112,3 +140,36 @@ class ChangeNotice(BaseModel):
     def from_message(cls, body: str | bytes) -> ChangeNotice:
         """Read a message body written by :meth:`to_message` (raises ``pydantic.ValidationError``)."""
         return cls.model_validate_json(body)
+
+
+class MalformedMessage(ValueError):
+    """A queue message body that does not hold change notices; retrying it cannot help."""
+
+
+def encode_message(notices: Sequence[ChangeNotice]) -> str:
+    """One queue message body for 1..:data:`NOTICES_PER_MESSAGE` notices: a JSON array of them."""
+    if not 0 < len(notices) <= NOTICES_PER_MESSAGE:
+        raise ValueError(f"a message holds 1 to {NOTICES_PER_MESSAGE} notices, not {len(notices)}")
+    return "[" + ",".join(notice.to_message() for notice in notices) + "]"
+
+
+def decode_message(body: str | bytes) -> list[ChangeNotice]:
+    """The notices of a message body: an array written by :func:`encode_message`, or one notice object.
+
+    Raises :class:`MalformedMessage` naming what is wrong (the reason carries no field values).
+    """
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"body is not JSON ({type(exc).__name__})") from None
+    items = document if isinstance(document, list) else [document]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise MalformedMessage("body is neither a change notice nor a non-empty array of change notices")
+    notices = []
+    for index, item in enumerate(items):
+        try:
+            notices.append(ChangeNotice.model_validate(item))
+        except ValidationError as exc:
+            fields = sorted({".".join(str(part) for part in error["loc"]) or "notice" for error in exc.errors()})
+            raise MalformedMessage(f"notice {index} is invalid: {', '.join(fields)}") from None
+    return notices

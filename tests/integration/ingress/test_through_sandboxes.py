@@ -18,7 +18,7 @@ import pytest
 from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
 from concord.adapters.salesforce import SalesforceClient
 from concord.adapters.subscriptions import channel_key, gmail_key, secret_digest
-from concord.notices import ChangeNotice
+from concord.notices import ChangeNotice, decode_message
 from local.runner import LocalRunner
 from local.sandboxes import seed
 from local.sandboxes.google import DEFAULT_PUSH_ACCOUNT, GoogleSandbox
@@ -177,7 +177,7 @@ def drain(aws: LocalStack) -> list[ChangeNotice]:
         )
         if not messages:
             return notices
-        notices += [ChangeNotice.from_message(m["Body"]) for m in messages]
+        notices += [notice for m in messages for notice in decode_message(m["Body"])]
         sqs.delete_message_batch(
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],

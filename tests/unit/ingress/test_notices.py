@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from concord.notices import ChangeNotice, new_notice_id
+from concord.notices import (
+    NOTICES_PER_MESSAGE,
+    ChangeNotice,
+    MalformedMessage,
+    decode_message,
+    encode_message,
+    new_notice_id,
+)
 
 
 def test_round_trip_is_compact_and_versioned() -> None:
@@ -85,3 +92,48 @@ def test_unknown_fields_are_ignored_within_version_1() -> None:
         }
     )
     assert ChangeNotice.from_message(body).record_id == "r"
+
+
+def _lead(n: int) -> ChangeNotice:
+    return ChangeNotice(source="salesforce", object_type="lead", record_id=f"00Q{n:015d}", provider_event_id=f"n{n}")
+
+
+def test_a_message_carries_several_notices_and_reads_back_in_order() -> None:
+    notices = [_lead(n) for n in range(NOTICES_PER_MESSAGE)]
+    body = encode_message(notices)
+    assert json.loads(body)[0]["v"] == 1
+    assert decode_message(body) == notices
+
+
+def test_a_message_written_as_one_notice_object_still_reads() -> None:
+    notice = _lead(1)
+    assert decode_message(notice.to_message()) == [notice]
+
+
+@pytest.mark.parametrize("count", [0, NOTICES_PER_MESSAGE + 1])
+def test_a_message_holds_one_to_ten_notices(count: int) -> None:
+    with pytest.raises(ValueError, match="1 to 10"):
+        encode_message([_lead(n) for n in range(count)])
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        ("[]", "non-empty array"),
+        ("[1, 2]", "non-empty array"),
+        ('"text"', "non-empty array"),
+        ('[{"v": 1, "source": "salesforce"}]', "notice 0 is invalid: object_type, provider_event_id"),
+    ],
+)
+def test_what_is_not_a_message_of_notices_is_named(body: str | bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessage, match=reason):
+        decode_message(body)
+
+
+def test_the_reason_for_an_invalid_notice_carries_no_value() -> None:
+    body = json.dumps([{"v": 1, "source": "CANARY-secret", "object_type": "lead", "provider_event_id": "x"}])
+    with pytest.raises(MalformedMessage) as raised:
+        decode_message(body)
+    assert "CANARY" not in str(raised.value)
