@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
+from concord.notices import ChangeNotice, encode_message
 from local.runner import LocalRunner, pattern_matches
 
 if TYPE_CHECKING:
@@ -26,7 +26,10 @@ def test_an_api_route_reaches_its_function_as_a_proxy_event_and_answers_over_htt
 
 def test_the_sqs_event_source_deletes_what_succeeded_and_lets_failures_reach_the_dlq(aws: LocalStack) -> None:
     sqs = aws.client("sqs")
-    good = json.dumps({"id": "n-1", "source": "graph", "object_type": "contact"})
+    notice = ChangeNotice(
+        source="graph", connection_id="conn_1", object_type="contact", record_id="AAMk=", provider_event_id="e1"
+    )
+    good = encode_message([notice])
     sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody=good)
     sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody="not json at all")
     # A one-second visibility timeout makes a reported failure come back quickly (5 receives → DLQ).

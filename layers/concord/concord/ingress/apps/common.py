@@ -1,4 +1,4 @@
-"""What the webhook apps share: their AWS dependencies, the body limit, error bodies."""
+"""What the webhook apps share: their AWS dependencies, the resolver, the body limit, answers."""
 
 from __future__ import annotations
 
@@ -9,20 +9,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from concord.ingress.apps.routes import JSON, HttpResponse
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
 from concord.ingress.errors import Rejected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
     from concord.adapters.subscriptions import Channel
-    from concord.ingress.apps.routes import HttpRequest
     from concord.ingress.enqueue import NoticeSink
     from concord.settings import WebhookSettings
 
-__all__ = ["ChannelLookup", "Deps", "json_error", "read_body", "utc_now"]
+__all__ = [
+    "JSON",
+    "TEXT",
+    "ChannelLookup",
+    "Deps",
+    "json_error",
+    "json_ok",
+    "read_body",
+    "utc_now",
+    "webhook_resolver",
+]
+
+JSON = "application/json"
+TEXT = "text/plain"
 
 
 class ChannelLookup(Protocol):
@@ -65,7 +79,18 @@ class Deps:
         )
 
 
-def read_body(event: HttpRequest, limit: int) -> bytes:
+def webhook_resolver(on_rejected: Callable[[Rejected], Response[str]]) -> APIGatewayRestResolver:
+    """Powertools' REST API resolver, with every :class:`Rejected` a route raises answered by ``on_rejected``.
+
+    Anything else a route raises propagates: Lambda reports the invocation failed and API Gateway
+    answers 502, so the sender retries, and the error and its stack are in the function's log.
+    """
+    app = APIGatewayRestResolver()
+    app.exception_handler(Rejected)(on_rejected)
+    return app
+
+
+def read_body(event: APIGatewayProxyEvent, limit: int) -> bytes:
     """The request body as bytes, refusing (413) anything larger than ``limit`` bytes before decoding it."""
     raw = event.body or ""
     # A cheap bound first: base64 is 4/3 the size, UTF-8 at least one byte a character.
@@ -83,9 +108,9 @@ def read_body(event: HttpRequest, limit: int) -> bytes:
     return data
 
 
-def json_error(status: int, reason: str) -> HttpResponse:
-    return HttpResponse(status, JSON, json.dumps({"error": reason}))
+def json_error(status: int, reason: str) -> Response[str]:
+    return Response(status_code=status, content_type=JSON, body=json.dumps({"error": reason}))
 
 
-def json_ok(status: int, payload: dict[str, Any]) -> HttpResponse:
-    return HttpResponse(status, JSON, json.dumps(payload))
+def json_ok(status: int, payload: dict[str, Any]) -> Response[str]:
+    return Response(status_code=status, content_type=JSON, body=json.dumps(payload))

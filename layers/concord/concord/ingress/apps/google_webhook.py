@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from concord.ingress.apps.common import Deps, json_error, json_ok, read_body
-from concord.ingress.apps.routes import HttpRequest, HttpResponse, Routes
+from concord.ingress.apps.common import Deps, json_error, json_ok, read_body, webhook_resolver
 from concord.ingress.enqueue import Enqueuer
 from concord.ingress.google import (
     JwksKeys,
@@ -30,6 +29,8 @@ from concord.ingress.google import (
 from concord.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import Response
+
     from concord.ingress.errors import Rejected
     from concord.ingress.google import KeyResolver
     from concord.settings import WebhookSettings
@@ -56,16 +57,15 @@ class GoogleWebhook:
         )
         self.gmail_enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.gmail")
         self.calendar_enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.calendar")
-        self.routes = Routes(self.rejected)
-        self.routes.post("/google/gmail", self.gmail_push)
-        self.routes.post("/google/calendar", self.calendar_notification)
-        self._context: Any = None
+        self.app = webhook_resolver(self.rejected)
+        self.app.post("/google/gmail")(self.gmail_push)
+        self.app.post("/google/calendar")(self.calendar_notification)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        self._context = context
-        return self.routes.resolve(event)
+        return self.app.resolve(event, context)
 
-    def gmail_push(self, event: HttpRequest) -> HttpResponse:
+    def gmail_push(self) -> Response[str]:
+        event = self.app.current_event
         body = read_body(event, self.settings.webhook_max_body_bytes)
         self.verifier.verify(event.headers.get("Authorization"))
         push = parse_gmail_push(body)
@@ -74,7 +74,7 @@ class GoogleWebhook:
             logger.warning("gmail push for a mailbox without a watch: acknowledged, not enqueued")
             metrics.add_metric(name="GmailPushesUnknownMailbox", unit=MetricUnit.Count, value=1)
             return json_ok(200, {"enqueued": 0, "reason": "no watch on record for this mailbox"})
-        delivery = self.gmail_enqueuer.enqueue([notice], event_ids=[push.message_id], context=self._context)
+        delivery = self.gmail_enqueuer.enqueue([notice], event_ids=[push.message_id], context=self.app.lambda_context)
         metrics.add_metric(name="NoticesEnqueued", unit=MetricUnit.Count, value=delivery.enqueued)
         logger.info(
             "gmail push accepted",
@@ -82,7 +82,8 @@ class GoogleWebhook:
         )
         return json_ok(200, {"enqueued": delivery.enqueued, "replayed": delivery.replayed})
 
-    def calendar_notification(self, event: HttpRequest) -> HttpResponse:
+    def calendar_notification(self) -> Response[str]:
+        event = self.app.current_event
         read_body(event, self.settings.webhook_max_body_bytes)  # empty by protocol; only its size matters
         ping = parse_calendar_headers(event.headers)
         if ping.resource_state == "sync":
@@ -90,7 +91,9 @@ class GoogleWebhook:
             metrics.add_metric(name="CalendarChannelSyncMessages", unit=MetricUnit.Count, value=1)
             return json_ok(200, {"enqueued": 0})
         notice = calendar_notice(ping, self.channels.get, received_at=self.deps.clock())
-        delivery = self.calendar_enqueuer.enqueue([notice], event_ids=[notice.provider_event_id], context=self._context)
+        delivery = self.calendar_enqueuer.enqueue(
+            [notice], event_ids=[notice.provider_event_id], context=self.app.lambda_context
+        )
         metrics.add_metric(name="NoticesEnqueued", unit=MetricUnit.Count, value=delivery.enqueued)
         logger.info(
             "calendar notification accepted",
@@ -98,7 +101,7 @@ class GoogleWebhook:
         )
         return json_ok(200, {"enqueued": delivery.enqueued, "replayed": delivery.replayed})
 
-    def rejected(self, error: Rejected) -> HttpResponse:
+    def rejected(self, error: Rejected) -> Response[str]:
         logger.warning("google request rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         return json_error(error.status, error.reason)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from concord.ingress.apps.common import Deps, json_error, read_body
-from concord.ingress.apps.routes import TEXT, HttpRequest, HttpResponse, Routes
+from aws_lambda_powertools.event_handler import Response
+
+from concord.ingress.apps.common import TEXT, Deps, json_error, read_body, webhook_resolver
 from concord.ingress.enqueue import Enqueuer
 from concord.ingress.graph import authenticate, parse_batch, subscription_keys, validation_token
 from concord.observability import MetricUnit, logger, metrics
@@ -33,22 +34,21 @@ class GraphWebhook:
             raise ValueError("GraphWebhook needs a channel lookup (Deps.channels)")
         self.channels = self.deps.channels
         self.enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.graph")
-        self.routes = Routes(self.rejected)
-        self.routes.post("/graph/notifications", self.notifications)
-        self.routes.post("/graph/lifecycle", self.notifications)
-        self._context: Any = None
+        self.app = webhook_resolver(self.rejected)
+        self.app.post("/graph/notifications")(self.notifications)
+        self.app.post("/graph/lifecycle")(self.notifications)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        self._context = context
-        return self.routes.resolve(event)
+        return self.app.resolve(event, context)
 
-    def notifications(self, event: HttpRequest) -> HttpResponse:
-        token = validation_token(event.query)
+    def notifications(self) -> Response[str]:
+        event = self.app.current_event
+        token = validation_token(event.query_string_parameters)
         if token is not None:
             # The handshake's body is not to be parsed; the token is echoed as is (it is not a secret).
             logger.info("graph validation handshake", extra={"route": event.path})
             metrics.add_metric(name="GraphValidationHandshakes", unit=MetricUnit.Count, value=1)
-            return HttpResponse(200, TEXT, token)
+            return Response(status_code=200, content_type=TEXT, body=token)
         body = read_body(event, self.settings.webhook_max_body_bytes)
         items, malformed = parse_batch(body)
         channels = self.channels.get_many(subscription_keys(items))
@@ -57,7 +57,7 @@ class GraphWebhook:
         if dropped:
             metrics.add_metric(name="GraphNotificationsDropped", unit=MetricUnit.Count, value=dropped)
         delivery = self.enqueuer.enqueue(
-            batch.notices, event_ids=[n.provider_event_id for n in batch.notices], context=self._context
+            batch.notices, event_ids=[n.provider_event_id for n in batch.notices], context=self.app.lambda_context
         )
         metrics.add_metric(name="NoticesEnqueued", unit=MetricUnit.Count, value=delivery.enqueued)
         logger.info(
@@ -71,9 +71,9 @@ class GraphWebhook:
                 "unsupported": batch.unsupported,
             },
         )
-        return HttpResponse(202, TEXT, "")
+        return Response(status_code=202, content_type=TEXT, body="")
 
-    def rejected(self, error: Rejected) -> HttpResponse:
+    def rejected(self, error: Rejected) -> Response[str]:
         logger.warning("graph request rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         return json_error(error.status, error.reason)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from concord.ingress.apps.common import Deps, read_body
-from concord.ingress.apps.routes import HttpRequest, HttpResponse, Routes
+from aws_lambda_powertools.event_handler import Response
+
+from concord.ingress.apps.common import Deps, read_body, webhook_resolver
 from concord.ingress.enqueue import Enqueuer
 from concord.ingress.salesforce_outbound import ack, fault, parse_outbound_message
 from concord.observability import MetricUnit, logger, metrics
@@ -31,18 +32,18 @@ class SalesforceWebhook:
         self.settings = settings
         self.deps = deps or Deps.from_settings(settings, channels=False)
         self.enqueuer = Enqueuer(self.deps.queue, self.deps.persistence, key_prefix="concord.salesforce_outbound")
-        self.routes = Routes(self.rejected)
-        self.routes.post("/salesforce/outbound", self.outbound_message)
-        self._context: Any = None
+        self.app = webhook_resolver(self.rejected)
+        self.app.post("/salesforce/outbound")(self.outbound_message)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        self._context = context
-        return self.routes.resolve(event)
+        return self.app.resolve(event, context)
 
-    def outbound_message(self, event: HttpRequest) -> HttpResponse:
-        body = read_body(event, self.settings.webhook_max_body_bytes)
+    def outbound_message(self) -> Response[str]:
+        body = read_body(self.app.current_event, self.settings.webhook_max_body_bytes)
         message = parse_outbound_message(body, org_id=self.settings.salesforce_org_id, received_at=self.deps.clock())
-        delivery = self.enqueuer.enqueue(message.notices, event_ids=message.notification_ids, context=self._context)
+        delivery = self.enqueuer.enqueue(
+            message.notices, event_ids=message.notification_ids, context=self.app.lambda_context
+        )
         if message.skipped_types:
             metrics.add_metric(
                 name="SalesforceNotificationsSkipped", unit=MetricUnit.Count, value=len(message.skipped_types)
@@ -57,9 +58,11 @@ class SalesforceWebhook:
                 "skipped_types": sorted(set(message.skipped_types)),
             },
         )
-        return HttpResponse(200, _XML, ack())
+        return Response(status_code=200, content_type=_XML, body=ack())
 
-    def rejected(self, error: Rejected) -> HttpResponse:
+    def rejected(self, error: Rejected) -> Response[str]:
         logger.warning("outbound message rejected", extra={"status": error.status, "reason": error.reason})
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
-        return HttpResponse(error.status, _XML, fault(error.reason, client=error.status < 500))
+        return Response(
+            status_code=error.status, content_type=_XML, body=fault(error.reason, client=error.status < 500)
+        )
