@@ -355,7 +355,7 @@ class _TokenCache:
         }
         headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
         assertion = jwt.encode(claims, self._account.private_key, algorithm="RS256", headers=headers)
-        self._transport.redact.add(assertion)
+        self._transport.redact.add_short_lived(assertion)
         response = self._transport.request(
             "POST",
             self._account.token_uri,
@@ -367,7 +367,7 @@ class _TokenCache:
             expires_in = float(body.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):
             raise AuthError("google", "token endpoint answered without an access token") from None
-        self._transport.redact.add(token)
+        self._transport.redact.add_short_lived(token)
         return token, now + expires_in
 
 
@@ -551,7 +551,7 @@ class GoogleClient:
         calendar_id: str = "primary",
     ) -> Channel:
         if token:
-            self._redactor.add(token)
+            self._redactor.add_short_lived(token)
         body: dict[str, Any] = {"id": channel_id, "type": "web_hook", "address": address}
         if token:
             body["token"] = token

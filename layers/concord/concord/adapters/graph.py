@@ -304,7 +304,7 @@ class GraphClient:
         )
         body = response.json()
         token = str(body["access_token"])
-        self.redact.add(token)
+        self.redact.add_short_lived(token)
         self._tokens.put(self._token_key, token, float(body.get("expires_in", 3599)))
         return token
 
@@ -509,7 +509,7 @@ class GraphClient:
         (7 days) less a safety margin; ``client_state`` is a secret of at most 128 characters."""
         if len(client_state) > 128:
             raise ValueError("clientState is limited to 128 characters")
-        self.redact.add(client_state)
+        self.redact.add_short_lived(client_state)
         body: dict[str, Any] = {
             "changeType": change_type,
             "notificationUrl": notification_url,

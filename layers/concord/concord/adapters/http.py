@@ -17,10 +17,11 @@ import random
 import re
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 
@@ -84,10 +85,15 @@ class Redactor:
     """Removes known secret values, and anything shaped like a credential, from text.
 
     Secrets are registered as they become known (a fetched token, a loaded private key), so even a
-    value that never matches a pattern cannot leak through an error message.
+    value that never matches a pattern cannot leak through an error message. Long-lived secrets
+    (keys, client secrets) are kept for good; short-lived ones (access tokens, signed assertions),
+    which a warm container mints without end, only the most recent ``recent_limit``: an expired token
+    is no longer sent, so it can no longer come back in an answer.
     """
 
+    recent_limit: int = 256
     _secrets: set[str] = field(default_factory=set)
+    _recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     _PATTERNS = (
         re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
@@ -99,16 +105,28 @@ class Redactor:
     )
 
     def add(self, *secrets: str | None) -> None:
+        """Redact these for the life of the process (keys, client secrets)."""
+        self._secrets.update(secret for secret in secrets if _redactable(secret))
+
+    def add_short_lived(self, *secrets: str | None) -> None:
+        """Redact these while they are among the ``recent_limit`` latest (tokens, assertions)."""
         for secret in secrets:
-            if secret and len(secret) >= 6:  # shorter values would redact ordinary words
-                self._secrets.add(secret)
+            if _redactable(secret):
+                self._recent[secret] = None
+                self._recent.move_to_end(secret)
+        while len(self._recent) > self.recent_limit:
+            self._recent.popitem(last=False)
 
     def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in sorted(self._secrets.union(self._recent), key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         for pattern in self._PATTERNS:
             text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
         return text
+
+
+def _redactable(secret: str | None) -> TypeGuard[str]:
+    return bool(secret) and len(secret or "") >= 6  # shorter values would redact ordinary words
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,7 @@ class SalesforceClient:
         except (ValueError, TypeError, UnsupportedAlgorithm, jwt.PyJWTError):
             # The library's message could quote the key material: say only what failed.
             raise AuthError(SYSTEM, "the private key could not sign the JWT assertion") from None
-        self._redactor.add(assertion)
+        self._redactor.add_short_lived(assertion)
         return assertion
 
     def _login(self) -> _Session:
@@ -383,7 +383,7 @@ class SalesforceClient:
             session = _Session(str(body["access_token"]), str(body["instance_url"]).rstrip("/"))
         except (ValueError, KeyError, TypeError):
             raise AuthError(SYSTEM, "the token endpoint answered without access_token/instance_url") from None
-        self._redactor.add(session.access_token)
+        self._redactor.add_short_lived(session.access_token)
         return session
 
     def _current_session(self) -> _Session:
