@@ -8,7 +8,8 @@ The runner reads ``template.yaml`` and plays the parts AWS plays in production:
   ``batchItemFailures`` - so failures are redelivered and, after ``maxReceiveCount``, moved to the
   dead-letter queue by the queue itself, exactly as in AWS;
 - **EventBridge rules**: :meth:`LocalRunner.put_event` delivers an event to every function whose
-  rule pattern matches it (``source`` prefix or exact values, ``detail-type``);
+  rule pattern matches it (``source`` prefix or exact values, ``detail-type``), as an asynchronous
+  invocation: retried on error, then sent to the function's ``OnFailure`` SQS destination;
 - **schedules**: each scheduled function is invoked every ``schedule_interval_s`` (compressed, so a
   local run shows renewals and catch-ups happening).
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import os
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +84,7 @@ class Function:
     timeout_s: float
     memory_mb: int
     events: dict[str, dict[str, Any]]
+    async_config: dict[str, Any] = field(default_factory=dict)  # EventInvokeConfig
     module: ModuleType | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     invocations: int = 0
@@ -130,6 +134,7 @@ def functions_of(template: dict[str, Any], resolve: Resolver, overrides: dict[st
                 name: {"Type": e["Type"], **resolve(e.get("Properties", {}))}
                 for name, e in props.get("Events", {}).items()
             },
+            async_config=resolve(props.get("EventInvokeConfig", {})),
         )
     return found
 
@@ -240,6 +245,7 @@ class LocalRunner:
         poll_wait_s: float = 1.0,
         batching_window_s: float | None = None,
         poll_queues: bool = True,
+        async_retry_delay_s: float = 0.5,
     ):
         assert stack.provisioned is not None, "start the stack first"
         self.stack = stack
@@ -249,6 +255,7 @@ class LocalRunner:
         self.poll_wait_s = poll_wait_s
         self.batching_window_s = batching_window_s  # overrides the template's window (tests use 0)
         self.poll_queues = poll_queues  # False: messages stay queued for a test to read
+        self.async_retry_delay_s = async_retry_delay_s  # Lambda waits about 1 then 2 minutes
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -384,13 +391,72 @@ class LocalRunner:
             return None
 
     def put_event(self, event: dict[str, Any]) -> list[Any]:
-        """EventBridge: deliver ``event`` to every function whose rule pattern matches it."""
+        """EventBridge: deliver ``event`` to every function whose rule pattern matches it.
+
+        The answers of the invocations that succeeded. Each is asynchronous, as EventBridge invokes
+        Lambda: a function error never reaches the caller; see :meth:`invoke_async`.
+        """
         results = []
         for fn in self.functions.values():
             for spec in fn.events.values():
                 if spec["Type"] == "EventBridgeRule" and pattern_matches(spec.get("Pattern", {}), event):
-                    results.append(fn.invoke(event))
+                    outcome = self.invoke_async(fn, event)
+                    if outcome is not _FAILED:
+                        results.append(outcome)
         return results
+
+    def invoke_async(self, fn: Function, event: dict[str, Any]) -> Any:
+        """Invoke as Lambda does an asynchronous invocation.
+
+        An error is retried ``EventInvokeConfig.MaximumRetryAttempts`` times (Lambda's default: 2).
+        After the last, Lambda's failure record (the event as ``requestPayload``, the error as
+        ``responsePayload``) goes to the ``OnFailure`` SQS destination if one is declared; without
+        one the event is gone, as in AWS, and only :attr:`errors` says so.
+        """
+        attempts = 1 + int(fn.async_config.get("MaximumRetryAttempts", 2))
+        request_id = str(uuid.uuid4())
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn.invoke(event)
+            except Exception as exc:  # recorded and retried, then sent to the failure destination
+                self.errors.append(f"{fn.logical_id}: {type(exc).__name__}")
+                error = exc
+            if attempt < attempts:
+                self._stop.wait(self.async_retry_delay_s)
+        destination = fn.async_config.get("DestinationConfig", {}).get("OnFailure", {})
+        if destination.get("Type") == "SQS":
+            record = failure_record(fn, event, error, request_id=request_id, attempts=attempts)
+            queue_name = str(destination["Destination"]).rsplit(":", 1)[-1]
+            sqs = self.stack.client("sqs")
+            sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"], MessageBody=record)
+        return _FAILED
+
+
+_FAILED = object()
+
+
+def failure_record(fn: Function, event: dict[str, Any], error: Exception, *, request_id: str, attempts: int) -> str:
+    """Lambda's record of an asynchronous invocation that exhausted its retries, as sent to OnFailure."""
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": request_id,
+                "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{fn.logical_id}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {
+                "errorMessage": str(error),
+                "errorType": type(error).__name__,
+                "requestId": request_id,
+                "stackTrace": traceback.format_tb(error.__traceback__),
+            },
+        }
+    )
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:

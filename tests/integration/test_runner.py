@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
-from concord.notices import ChangeNotice, encode_message
+from concord.notices import ChangeNotice, decode_message, encode_message
 from local.runner import LocalRunner, pattern_matches
+from tests.support.events import load_event
+from tests.unit.ingress.helpers import ORG_ID
 
 if TYPE_CHECKING:
     from local.aws.stack import LocalStack
@@ -56,3 +59,36 @@ def test_eventbridge_patterns_match_on_prefix_and_exact_values() -> None:
     assert pattern_matches(pattern, event)
     assert not pattern_matches(pattern, {**event, "source": "aws.events"})
     assert not pattern_matches(pattern, {**event, "detail-type": "LeadChangeEvent"})
+
+
+def test_a_change_event_whose_function_keeps_failing_lands_in_the_failure_queue_and_redrives(aws: LocalStack) -> None:
+    # GIVEN salesforce_events unable to enqueue (its queue URL names no queue)
+    event = load_event("salesforce_events/contact_change_event")
+    missing = aws.env["CHANGES_QUEUE_URL"] + "-missing"
+    overrides = {"SALESFORCE_ORG_ID": ORG_ID, "CHANGES_QUEUE_URL": missing}
+    with LocalRunner(aws, overrides=overrides, poll_queues=False, async_retry_delay_s=0) as runner:
+        # WHEN EventBridge delivers a change event
+        answers = runner.put_event(event)
+        function = runner.functions["SalesforceEventsFunction"]
+        # THEN the caller sees no error, the function was tried three times (Lambda's 2 retries)...
+        assert answers == []
+        assert function.invocations == 3
+        assert runner.errors == ["SalesforceEventsFunction: EnqueueFailed"] * 3
+
+    # ...and Lambda's failure record, holding the event, is in the template's OnFailure queue
+    sqs = aws.client("sqs")
+    failures = sqs.get_queue_url(QueueName="ChangeEventsDeadLetterQueue")["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=failures, MaxNumberOfMessages=10)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestPayload"] == event
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["responsePayload"]["errorType"] == "EnqueueFailed"
+
+    # WHEN on-call redrives it once the queue is back, THEN it is enqueued
+    with LocalRunner(aws, overrides={"SALESFORCE_ORG_ID": ORG_ID}, poll_queues=False) as runner:
+        [answer] = runner.put_event(record["requestPayload"])
+    assert answer["status"] == "enqueued"
+    [queued] = sqs.receive_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"])["Messages"]
+    assert (
+        decode_message(queued["Body"])[0].record_id == event["detail"]["payload"]["ChangeEventHeader"]["recordIds"][0]
+    )

@@ -42,6 +42,7 @@ TABLES = {
     "IdempotencyTable": "IDEMPOTENCY_TABLE",
 }
 QUEUES = {"ChangesQueue": "CHANGES_QUEUE_URL", "ChangesDeadLetterQueue": "CHANGES_DLQ_URL"}
+FAILURE_QUEUES = {"ChangeEventsDeadLetterQueue"}  # written to by Lambda and EventBridge, not by a function
 TTL = {"LinksTable": "expires_at", "SyncLogTable": "expires_at", "IdempotencyTable": "expiration"}
 GSIS = {
     "LinksTable": {"by_mailbox_id", "by_salesforce_id"},
@@ -104,13 +105,30 @@ def test_visibility_timeout_covers_six_worker_timeouts_and_the_batching_window(t
     assert visibility <= 43200  # the SQS maximum
 
 
-def test_dlq_keeps_messages_fourteen_days(template: dict[str, Any]) -> None:
-    assert template["Resources"]["ChangesDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
+@pytest.mark.parametrize("name", ["ChangesDeadLetterQueue", "ChangeEventsDeadLetterQueue"])
+def test_dead_letter_queues_keep_messages_fourteen_days(template: dict[str, Any], name: str) -> None:
+    assert template["Resources"][name]["Properties"]["MessageRetentionPeriod"] == 1209600
+
+
+def test_change_events_that_fail_end_in_their_dead_letter_queue_not_nowhere(template: dict[str, Any]) -> None:
+    # EventBridge invokes asynchronously: Lambda's retries and OnFailure cover a failing function,
+    # the rule's own dead-letter config covers an event EventBridge cannot deliver.
+    function = template["Resources"]["SalesforceEventsFunction"]["Properties"]
+    failure_queue = {"Fn::GetAtt": ["ChangeEventsDeadLetterQueue", "Arn"]}
+    on_failure = function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS", "Destination": failure_queue}
+    (rule,) = [e["Properties"] for e in function["Events"].values() if e["Type"] == "EventBridgeRule"]
+    assert rule["DeadLetterConfig"] == {"Arn": failure_queue}
+    (policy,) = resources(template, "AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "ChangeEventsDeadLetterQueue"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert "aws:SourceArn" in statement["Condition"]["ArnLike"]
 
 
 def test_queues_are_unnamed_plain_queues(template: dict[str, Any]) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(queues) == set(QUEUES)
+    assert set(queues) == set(QUEUES) | FAILURE_QUEUES
     for queue in queues.values():
         assert "QueueName" not in queue.get("Properties", {})
 
@@ -278,14 +296,19 @@ def test_scheduled_functions_run_on_parameterised_schedules(template: dict[str, 
 # ------------------------------------------------------------------------ alarms and outputs
 
 
-def test_alarms_watch_dlq_worker_errors_and_sync_lag(template: dict[str, Any]) -> None:
+def test_alarms_watch_dead_letter_queues_worker_errors_and_sync_lag(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     by_metric = {
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"] for a in alarms.values()
     }
-    dlq = by_metric[("AWS/SQS", "ApproximateNumberOfMessagesVisible")]
-    assert dlq["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ChangesDeadLetterQueue", "QueueName"]}
-    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    watched = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert set(watched) == {"ChangesDeadLetterQueue", "ChangeEventsDeadLetterQueue"}
+    for dlq in watched.values():
+        assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     errors = by_metric[("AWS/Lambda", "Errors")]
     assert errors["Dimensions"][0]["Value"] == {"Ref": "SyncWorkerFunction"}
     lag = by_metric[("AWS/SQS", "ApproximateAgeOfOldestMessage")]
@@ -295,7 +318,7 @@ def test_alarms_watch_dlq_worker_errors_and_sync_lag(template: dict[str, Any]) -
 
 def test_outputs_name_every_endpoint_queue_and_table(template: dict[str, Any]) -> None:
     rendered = json.dumps(template["Outputs"])
-    for resource in [*TABLES, *QUEUES]:
+    for resource in [*TABLES, *QUEUES, *FAILURE_QUEUES]:
         assert f'"Ref": "{resource}"' in rendered, f"no output for {resource}"
     for name in FUNCTIONS:
         for event in template["Resources"][name]["Properties"].get("Events", {}).values():

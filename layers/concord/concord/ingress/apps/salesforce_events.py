@@ -2,8 +2,10 @@
 
 EventBridge invokes asynchronously, so the answer is only a summary for logs and tests
 (``{"status", "statusCode", …}``). A rejected event (malformed, another org's, too large) is logged,
-counted and *not* raised: retrying it cannot help. A failure to enqueue *is* raised, so that
-EventBridge's retry policy (template.yaml: 24 hours) delivers the event again.
+counted and *not* raised: retrying it cannot help. A failure to enqueue *is* raised, so that Lambda
+retries the asynchronous invocation (twice, minutes apart) and then sends its failure record, the
+event inside, to ``ChangeEventsDeadLetterQueue`` (template.yaml), where on-call sees and redrives it.
+EventBridge's own retry policy only covers getting the event to Lambda.
 """
 
 from __future__ import annotations
