@@ -121,6 +121,21 @@ def test_always_policy_reverts_a_one_sided_edit_of_the_other_side() -> None:
     assert result.decisions[0].kind == "policy" and result.writes[0].body == {"jobTitle": "CTO"}
 
 
+def test_first_sync_records_the_value_it_replaces_and_never_lets_a_blank_win() -> None:
+    # GIVEN an unlinked pair: titles differ, and only the mailbox has a department
+    sf, mb = contact_pair()
+    sf = replace(sf, data={**sf.data, "Title": "VP", "Department": None, "LastModifiedDate": "2026-01-06T10:00:00Z"})
+    mb = replace(mb, data={**mb.data, "jobTitle": "CEO", "department": "Research"})
+    # WHEN the first sync plans them (most_recent: Salesforce was modified last)
+    decisions = {d.field: d for d in plan("contact", None, sf, mb, OPTS, now=NOW).decisions}
+    # THEN the mailbox's title is replaced and the decision says whose value was lost...
+    title = decisions["title"]
+    assert (title.kind, title.result, title.write_to, title.overridden) == ("first_sync", "VP", "mailbox", "mailbox")
+    # ...and Salesforce's blank department, though newer, does not clear the mailbox's value
+    department = decisions["department"]
+    assert (department.kind, department.result, department.write_to) == ("blank", "Research", "salesforce")
+
+
 def test_a_blank_never_overwrites_a_value() -> None:
     # GIVEN the mailbox clears the title WHEN planned THEN Salesforce's value is restored in the mailbox
     result = plan("contact", _contact_link(), _sf(), _mb(jobTitle=""), OPTS, now=NOW)

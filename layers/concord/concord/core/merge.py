@@ -159,6 +159,10 @@ def merge_values(  # noqa: PLR0913 (positional on purpose: the plan calls it onc
     if not has_base:
         winner, why = _settle_conflict(policy, salesforce_newer)
         kind = "first_sync"
+        # With no snapshot an edit cannot be told from a value long held, so the losing side's value,
+        # if it had one, is recorded as overridden: the sync log must show what was replaced.
+        if not _blank(mailbox if winner == "salesforce" else salesforce):
+            overridden = _OTHER[winner]
         story = f"first sync, Salesforce has {fmt(salesforce)} and mailbox has {fmt(mailbox)}; {why}"
     elif sf_changed and mb_changed:
         winner, why = _settle_conflict(policy, salesforce_newer)
