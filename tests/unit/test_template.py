@@ -258,6 +258,14 @@ def test_policies_are_sam_templates_scoped_to_the_functions_own_resources(templa
     assert granted_tables == allowed_tables, f"{name}: variables without access: {allowed_tables - granted_tables}"
 
 
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_logs_to_its_own_group_with_a_retention(template: dict[str, Any], name: str) -> None:
+    group = template["Resources"][name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = template["Resources"][group]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"] == {"RetentionInDays": {"Ref": "LogRetentionDays"}}
+
+
 def test_globals(template: dict[str, Any]) -> None:
     function = template["Globals"]["Function"]
     assert function["Runtime"] == "python3.12"
