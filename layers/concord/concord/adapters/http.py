@@ -126,7 +126,7 @@ class Redactor:
 
 
 def _redactable(secret: str | None) -> TypeGuard[str]:
-    return bool(secret) and len(secret or "") >= 6  # shorter values would redact ordinary words
+    return secret is not None and len(secret) >= 6  # shorter values would redact ordinary words
 
 
 @dataclass(frozen=True)
