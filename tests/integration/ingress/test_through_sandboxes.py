@@ -17,7 +17,7 @@ import pytest
 
 from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
 from concord.adapters.salesforce import SalesforceClient
-from concord.adapters.subscriptions import channel_key, gmail_key, secret_digest
+from concord.adapters.subscriptions import channel_key, gmail_key
 from concord.notices import ChangeNotice, decode_message
 from local.runner import LocalRunner
 from local.sandboxes import seed
@@ -37,6 +37,7 @@ from tests.integration.connectors.salesforce.conftest import (
     credentials_for,
     new_key_pair,
 )
+from tests.unit.ingress.helpers import channel_item
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -187,16 +188,8 @@ def drain(aws: LocalStack) -> list[ChangeNotice]:
 def store_channel(
     aws: LocalStack, pk: str, *, connection_id: str, provider: str, object_type: str, secret: str | None
 ) -> None:
-    """A Subscriptions-table item as the subscriptions function writes it: the secret only as its digest."""
-    item = {
-        "pk": {"S": pk},
-        "sk": {"S": "META"},
-        "connection_id": {"S": connection_id},
-        "provider": {"S": provider},
-        "object_type": {"S": object_type},
-    }
-    if secret is not None:
-        item["secret_sha256"] = {"S": secret_digest(secret)}
+    """Store a channel in the Subscriptions table, as the subscriptions function does."""
+    item = channel_item(pk, connection_id, provider, object_type, secret)
     aws.client("dynamodb").put_item(TableName=aws.env["SUBSCRIPTIONS_TABLE"], Item=item)
 
 

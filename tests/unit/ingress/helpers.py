@@ -77,26 +77,27 @@ def settings(**overrides: str) -> WebhookSettings:
     return WebhookSettings.from_env(env)
 
 
+def channel_item(pk: str, connection: str, provider: str, object_type: str, secret: str | None) -> dict[str, Any]:
+    """A Subscriptions-table item as the subscriptions function writes it: the secret only as its digest."""
+    raw = {
+        "pk": {"S": pk},
+        "sk": {"S": "META"},
+        "connection_id": {"S": connection},
+        "provider": {"S": provider},
+        "object_type": {"S": object_type},
+    }
+    if secret is not None:
+        raw["secret_sha256"] = {"S": secret_digest(secret)}
+    return raw
+
+
 def channel_items() -> list[dict[str, Any]]:
     """Subscriptions-table items for the channels the fixtures name (secrets stored as digests)."""
-
-    def item(pk: str, connection: str, provider: str, object_type: str, secret: str | None) -> dict[str, Any]:
-        raw = {
-            "pk": {"S": pk},
-            "sk": {"S": "META"},
-            "connection_id": {"S": connection},
-            "provider": {"S": provider},
-            "object_type": {"S": object_type},
-        }
-        if secret is not None:
-            raw["secret_sha256"] = {"S": secret_digest(secret)}
-        return raw
-
     return [
-        item(channel_key(CONTACTS_SUB), "conn_ada_graph", "graph", "contact", CONTACTS_STATE),
-        item(channel_key(EVENTS_SUB), "conn_ada_graph", "graph", "event", EVENTS_STATE),
-        item(channel_key(CALENDAR_CHANNEL), "conn_ada_google", "google_calendar", "event", CALENDAR_TOKEN),
-        item(gmail_key(GMAIL_ADDRESS), "conn_ada_google", "gmail", "email", None),
+        channel_item(channel_key(CONTACTS_SUB), "conn_ada_graph", "graph", "contact", CONTACTS_STATE),
+        channel_item(channel_key(EVENTS_SUB), "conn_ada_graph", "graph", "event", EVENTS_STATE),
+        channel_item(channel_key(CALENDAR_CHANNEL), "conn_ada_google", "google_calendar", "event", CALENDAR_TOKEN),
+        channel_item(gmail_key(GMAIL_ADDRESS), "conn_ada_google", "gmail", "email", None),
     ]
 
 
