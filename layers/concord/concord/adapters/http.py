@@ -162,6 +162,11 @@ def tls_verification(verify: str | bool) -> ssl.SSLContext | bool:
 
 Classifier = Callable[[httpx.Response], ConnectorError | None]
 
+#: Methods whose repetition cannot make a second record (RFC 9110 9.2.2). A POST is retried only when
+#: its caller says so (``retry=True``: a token request, a read sent as POST, a create carrying an id
+#: the service deduplicates on); a create answered by a timeout or a 5xx may have been committed.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
 
 class HttpTransport:
     """Sends requests with the shared policy. One per connector client.
@@ -204,8 +209,12 @@ class HttpTransport:
         json: Any = None,
         content: bytes | str | None = None,
         data: Mapping[str, str] | None = None,
-        retry: bool = True,
+        retry: bool | None = None,
     ) -> httpx.Response:
+        """Send with the shared policy. ``retry`` defaults to whether ``method`` is idempotent
+        (:data:`IDEMPOTENT_METHODS`): a POST or PATCH is retried only when the caller knows it is safe."""
+        if retry is None:
+            retry = method.upper() in IDEMPOTENT_METHODS
         attempt = 0
         while True:
             attempt += 1

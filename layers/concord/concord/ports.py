@@ -1,0 +1,215 @@
+"""The small interfaces the services use, one per thing they talk to.
+
+Each store here has two implementations: a pynamodb one (``concord.adapters.stores``) and an in-memory
+fake (``concord.adapters.memory``); one contract test suite (``tests/contract``) runs against both, so
+the fake cannot drift from DynamoDB. Services depend on these protocols only; ``bootstrap.py`` is the
+one place that picks the implementations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from datetime import datetime
+
+    from concord.core import ConnectionOptions, LinkState, ObjectKind
+
+__all__ = [
+    "Connection",
+    "ConnectionStatus",
+    "ConnectionStore",
+    "CursorStore",
+    "LinkConflict",
+    "LinkKey",
+    "LinkStore",
+    "LogEntry",
+    "LogStatus",
+    "StoredLink",
+    "SyncLog",
+]
+
+
+# ---------------------------------------------------------------- links
+
+
+class LinkConflict(Exception):
+    """A conditional link write lost: someone stored that link (or the other side's id) first.
+
+    ``keys`` names the links whose write lost; the caller re-reads them and plans again once."""
+
+    def __init__(self, keys: Sequence[LinkKey]):
+        self.keys = tuple(keys)
+        super().__init__(f"{len(self.keys)} link write(s) lost an optimistic lock")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkKey:
+    """Where a link is found: one side's id within one connection and object kind.
+
+    ``side`` is ``salesforce`` or ``mailbox``; a link is reachable by either of its two ids."""
+
+    connection_id: str
+    kind: ObjectKind
+    side: Literal["salesforce", "mailbox"]
+    record_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLink:
+    """A link as stored: the core's :class:`LinkState` plus the store's optimistic-lock version.
+
+    ``lock_version`` 0 means "not stored yet" (a new link); every successful write increments it.
+    ``expires_at`` is set on tombstones only (epoch seconds: the table's TTL)."""
+
+    connection_id: str
+    link: LinkState
+    lock_version: int = 0
+    expires_at: int | None = None
+
+
+class LinkStore(Protocol):
+    """Links between a Salesforce record and a mailbox item, per connection.
+
+    Reads are strongly consistent by either id (a create is only safe after a consistent "no link"),
+    in bulk; writes are conditional on ``lock_version``, in bulk."""
+
+    def get_many(self, keys: Iterable[LinkKey]) -> dict[LinkKey, StoredLink]:
+        """The stored links for these keys (keys with no link are absent from the answer).
+        One BatchGetItem per 100 keys."""
+        ...
+
+    def put_many(self, links: Sequence[StoredLink]) -> list[StoredLink]:
+        """Store each link if its stored ``lock_version`` still equals the given one (0: must not exist,
+        and neither of its two ids may be linked to something else). Returns the links as stored
+        (``lock_version`` + 1). Writes that won are kept even when others lost; then raises
+        :class:`LinkConflict` naming the losers (by their Salesforce key, else their mailbox key)."""
+        ...
+
+    def delete(self, link: StoredLink) -> None:
+        """Remove a link (both of its keys), conditional on its ``lock_version`` (reset)."""
+        ...
+
+    def count(self, connection_id: str, kind: ObjectKind) -> int:
+        """How many live (non-tombstone) links a connection holds for a kind (the delete guard's base)."""
+        ...
+
+    def list(self, connection_id: str, kind: ObjectKind | None = None) -> list[StoredLink]:
+        """Every link of a connection (reset, drift audit, on-call)."""
+        ...
+
+
+# ---------------------------------------------------------------- connections
+
+type ConnectionStatus = Literal["active", "suspended", "needs_reauth", "degraded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One mailbox user's sync: which mailbox, which Salesforce user, its options and its health.
+
+    ``mailbox_user`` is the user's id or address at the provider (what Graph's ``users/{id}`` and
+    Google's delegation subject take); ``health`` holds ``last_success_at``, ``last_error``,
+    ``pending``, ``channel_expiry`` and the like, for on-call to read."""
+
+    connection_id: str
+    provider: Literal["graph", "google"]
+    mailbox_user: str
+    salesforce_user_id: str
+    options: ConnectionOptions
+    status: ConnectionStatus = "active"
+    health: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ConnectionStore(Protocol):
+    """Connections, found by id, by Salesforce user (a Salesforce notice names only the record's owner)
+    and by mailbox user (a Gmail push names only the address)."""
+
+    def get(self, connection_id: str) -> Connection | None: ...
+
+    def get_many(self, connection_ids: Iterable[str]) -> dict[str, Connection]: ...
+
+    def by_salesforce_user(self, salesforce_user_ids: Iterable[str]) -> dict[str, list[Connection]]:
+        """Connections per Salesforce user id (several mailboxes may belong to one user)."""
+        ...
+
+    def by_mailbox_user(self, provider: str, mailbox_user: str) -> Connection | None: ...
+
+    def list(self, status: ConnectionStatus | None = None) -> list[Connection]: ...
+
+    def put(self, connection: Connection) -> None: ...
+
+    def set_status(self, connection_id: str, status: ConnectionStatus, reason: str | None = None) -> None: ...
+
+    def update_health(self, connection_id: str, **health: Any) -> None:
+        """Merge these keys into the connection's health (one UpdateItem)."""
+        ...
+
+    def record_deletes(self, connection_id: str, kind: ObjectKind, count: int, now: datetime, window_s: int) -> int:
+        """Add ``count`` planned deletes to the connection's rolling window for ``kind`` and return the
+        total within the last ``window_s`` seconds, this call's included (the mass-delete guard counts
+        per connection over time, not per batch). ``count`` 0 only reads."""
+        ...
+
+
+# ---------------------------------------------------------------- cursors
+
+
+class CursorStore(Protocol):
+    """Delta cursors (delta links, sync tokens, history ids, watermarks), per connection (or per org,
+    ``scope`` ``org``) and object kind. A cursor is saved only after what it covered is on the queue."""
+
+    def get(self, scope: str, name: str) -> str | None: ...
+
+    def put(self, scope: str, name: str, value: str, *, expected: str | None = None) -> None:
+        """Save a cursor, conditional on the stored one still being ``expected`` (``None``: any)."""
+        ...
+
+    def delete(self, scope: str, name: str) -> None: ...
+
+
+# ---------------------------------------------------------------- the sync log
+
+type LogStatus = Literal["synced", "skipped", "failed", "held"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One decision or failure, as on-call reads it.
+
+    ``record_key`` is ``<system>#<object_type>#<record_id>`` of the record the notice named;
+    ``reasons`` are the per-field lines the core gave; ``details`` carries ids, counts and error codes
+    (never field values beyond what a reason needs, never secrets)."""
+
+    connection_id: str
+    status: LogStatus
+    action: str
+    object_type: str
+    record_key: str
+    source: str
+    reason: str
+    at: datetime
+    salesforce_id: str | None = None
+    mailbox_id: str | None = None
+    notice_id: str | None = None
+    reasons: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    entry_id: str = ""
+
+
+class SyncLog(Protocol):
+    """The append-only sync log: written in bulk, read by connection, status or record."""
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Store entries (one BatchWriteItem per 25); each gets a TTL."""
+        ...
+
+    def by_connection(self, connection_id: str, *, limit: int = 100) -> list[LogEntry]:
+        """Newest first."""
+        ...
+
+    def by_status(self, status: LogStatus, *, limit: int = 100) -> list[LogEntry]: ...
+
+    def by_record(self, record_key: str, *, limit: int = 100) -> list[LogEntry]: ...
