@@ -8,8 +8,9 @@ the call once; a second 401 is an :class:`AuthError`.
 
 Error mapping (Google's JSON ``{"error": {"code", "message", "status", "errors": [{reason}]}}``):
 
-* 429, 403 ``rateLimitExceeded``/``userRateLimitExceeded`` and 5xx → :class:`TransientError`
-  (the shared transport backs off, honouring ``Retry-After``);
+* 429, 403 ``rateLimitExceeded``/``userRateLimitExceeded`` (in ``errors[].reason``, ``error.details[].reason``
+  or as ``RESOURCE_EXHAUSTED``) and 5xx → :class:`TransientError` (the shared transport backs off, honouring
+  ``Retry-After``); 403 ``dailyLimitExceeded`` → :class:`TransientError` with ``retry_after`` an hour (defer);
 * Calendar 410 ``fullSyncRequired``, People 400 ``EXPIRED_SYNC_TOKEN`` and Gmail history 404 →
   :class:`ResyncRequired` (the cursor is gone: do a full sync);
 * Calendar 412 (``If-Match``) and People ``updateContact`` 400 ``FAILED_PRECONDITION`` (stale ``etag``) →
@@ -34,6 +35,9 @@ from urllib.parse import quote
 
 import httpx
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from concord.adapters.http import (
     DEFAULT_TIMEOUT,
@@ -241,6 +245,12 @@ MESSAGE_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
 
 # Calendar also answers 403 ``quotaExceeded`` ("Calendar usage limits exceeded") and asks for backoff.
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "RATE_LIMIT_EXCEEDED"})
+# A spent daily quota (403 usageLimits ``dailyLimitExceeded``) comes back only when the quota resets: no wait
+# within one invocation can help, so it is handed back at once with a long ``retry_after`` to defer on.
+_DAILY_REASONS = frozenset({"dailyLimitExceeded", "dailyLimitExceededUnreg"})
+DAILY_LIMIT_BACKOFF_S = 3600.0
+#: Pages one listing may follow before giving up: a guard against a server that never ends a listing.
+MAX_PAGES = 1000
 _RESYNC_REASONS = frozenset({"fullSyncRequired", "updatedMinTooLongAgo", "EXPIRED_SYNC_TOKEN"})
 _TOKEN_MARGIN_S = 120.0  # refresh this long before expiry: a call must not start with a dying token
 _ASSERTION_LIFETIME_S = 3600  # Google's maximum
@@ -276,14 +286,15 @@ def classify(response: httpx.Response) -> ConnectorError | None:
     what = f"{request.method} {request.url.path}: {message}"
     if status == 401:
         return TokenExpired("google", what, status=status, code=code)
-    if status == 429 or (status == 403 and reasons & _RATE_REASONS):
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 403 and reasons & _DAILY_REASONS:
         return TransientError(
-            "google", what, status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            "google", what, status=status, code=code, retry_after=retry_after or DAILY_LIMIT_BACKOFF_S
         )
+    if status == 429 or (status == 403 and (reasons & _RATE_REASONS or status_name == "RESOURCE_EXHAUSTED")):
+        return TransientError("google", what, status=status, code=code, retry_after=retry_after)
     if status >= 500:
-        return TransientError(
-            "google", what, status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
+        return TransientError("google", what, status=status, code=code, retry_after=retry_after)
     if reasons & _RESYNC_REASONS or (status == 404 and request.url.path.endswith("/history")):
         return ResyncRequired("google", what, status=status, code=code or "RESYNC")
     # People words a stale etag as 400 FAILED_PRECONDITION; Gmail uses the same status for "mail service not
@@ -328,6 +339,7 @@ class _TokenCache:
         self._clock = clock
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self._signing_key: rsa.RSAPrivateKey | None = None
 
     def get(self, user: str, scope: str) -> str:
         with self._lock:
@@ -354,7 +366,16 @@ class _TokenCache:
             "exp": now + _ASSERTION_LIFETIME_S,
         }
         headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
-        assertion = jwt.encode(claims, self._account.private_key, algorithm="RS256", headers=headers)
+        try:
+            if self._signing_key is None:  # parsing the PEM costs ~50 ms: once per warm container
+                key = serialization.load_pem_private_key(self._account.private_key.encode(), password=None)
+                if not isinstance(key, rsa.RSAPrivateKey):
+                    raise TypeError("RS256 needs an RSA key")
+                self._signing_key = key
+            assertion = jwt.encode(claims, self._signing_key, algorithm="RS256", headers=headers)
+        except (ValueError, TypeError, UnsupportedAlgorithm, jwt.PyJWTError):
+            # The library's message could quote the key material: say only what failed (as Salesforce's client).
+            raise AuthError("google", "the service account's private key could not sign the JWT assertion") from None
         self._transport.redact.add_short_lived(assertion)
         response = self._transport.request(
             "POST",
@@ -395,6 +416,7 @@ class GoogleClient:
     ):
         self.endpoints = endpoints or GoogleEndpoints()
         self.page_sizes = {"events": 2500, "contacts": 1000, "history": 500, "messages": 500, "groups": 1000}
+        self.max_pages = MAX_PAGES
         self._redactor = Redactor()
         self._redactor.add(account.private_key)
         # httpx deprecates a CA-bundle path for ``verify``: give it a context made from the bundle.
@@ -455,9 +477,10 @@ class GoogleClient:
         return body if isinstance(body, dict) else {}
 
     def _pages(self, scope: str, user: str, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every page of a list call, following ``nextPageToken``."""
+        """Every page of a list call, following ``nextPageToken``, at most :attr:`max_pages` of them
+        (then :class:`PermanentError`: a listing that long is a server that never ends it, as in Graph's client)."""
         page_token: str | None = None
-        while True:
+        for _ in range(self.max_pages):
             page = self._json(
                 scope, user, "GET", url, params={**params, **({"pageToken": page_token} if page_token else {})}
             )
@@ -465,6 +488,7 @@ class GoogleClient:
             page_token = page.get("nextPageToken")
             if not page_token:
                 return
+        raise PermanentError("google", f"{httpx.URL(url).path}: more than {self.max_pages} pages; giving up")
 
     # --- Calendar
 

@@ -136,3 +136,21 @@ def test_jwks_serves_the_push_signing_key(google_sandbox: GoogleSandbox, http: h
     keys = http.get(f"{google_sandbox.url}/oauth2/v3/certs").json()["keys"]
     assert [k["kid"] for k in keys] == [google_sandbox.push_key_id]
     assert keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256"
+
+
+def test_a_key_that_cannot_sign_is_an_auth_error_without_key_material(
+    google_sandbox: GoogleSandbox, make_client: Callable[..., GoogleClient]
+) -> None:
+    secret_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7notakey"
+    broken = ServiceAccount(
+        client_email=google_sandbox.service_account_email,
+        private_key=f"-----BEGIN PRIVATE KEY-----\n{secret_body}\n-----END PRIVATE KEY-----\n",
+        token_uri=google_sandbox.token_url,
+    )
+    client = make_client(account=broken)
+
+    with pytest.raises(AuthError) as caught:
+        client.list_events(USER)
+
+    assert "could not sign" in str(caught.value)
+    assert secret_body not in str(caught.value) and "PRIVATE KEY" not in str(caught.value)

@@ -184,3 +184,17 @@ def test_deleted_calendar_pushes_not_exists(google_sandbox: GoogleSandbox, clien
         assert pushes[1].headers["x-goog-resource-state"] == "not_exists"
         with pytest.raises(NotFoundError):
             client.list_events(USER)
+
+
+def test_a_listing_longer_than_the_page_cap_stops_with_a_clear_error(
+    google_sandbox: GoogleSandbox, client: GoogleClient
+) -> None:
+    for day in (1, 2, 3):
+        client.insert_event(USER, event_body(f"Paged {day}", day=day))
+    client.page_sizes["events"] = 1
+    client.max_pages = 2
+    calls = client.transport.calls
+
+    with pytest.raises(PermanentError, match="more than 2 pages"):
+        client.list_events(USER)
+    assert client.transport.calls - calls == 2

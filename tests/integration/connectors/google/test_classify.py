@@ -94,3 +94,34 @@ def test_token_endpoint_errors() -> None:
     assert isinstance(classify_token(_response(503, "oops")), TransientError)
     odd = classify_token(_response(401, {"error": {"code": 401}}))
     assert isinstance(odd, AuthError) and odd.code is None
+
+
+def _newer(status: int, reason: str, status_name: str) -> dict[str, Any]:
+    """The shape of newer Google APIs (People): the reason in an ``ErrorInfo`` detail, no ``errors[]``."""
+    detail = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}
+    return {"error": {"code": status, "message": reason, "status": status_name, "details": [detail]}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _classic(403, "rateLimitExceeded"),
+        _classic(403, "userRateLimitExceeded"),
+        _newer(403, "RATE_LIMIT_EXCEEDED", "PERMISSION_DENIED"),
+        _newer(403, "rateLimitExceeded", "PERMISSION_DENIED"),
+        _newer(403, "userRateLimitExceeded", "PERMISSION_DENIED"),
+        {"error": {"code": 403, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}},
+    ],
+)
+def test_403_rate_limits_are_transient_with_backoff(body: dict[str, Any]) -> None:
+    error = classify(_response(403, body, "https://p/v1/people/me/connections"))
+    assert isinstance(error, TransientError) and error.retry_after is None  # the transport's own backoff
+
+
+@pytest.mark.parametrize(
+    "body", [_classic(403, "dailyLimitExceeded"), _newer(403, "dailyLimitExceeded", "PERMISSION_DENIED")]
+)
+def test_a_spent_daily_quota_is_deferred_not_an_auth_error(body: dict[str, Any]) -> None:
+    error = classify(_response(403, body))
+    assert isinstance(error, TransientError)
+    assert error.retry_after is not None and error.retry_after >= 3600  # beyond any invocation: handed back
