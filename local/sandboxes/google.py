@@ -15,7 +15,9 @@ Records live in memory per user. Every change bumps a per-sandbox sequence numbe
 sync token remembers the sequence number it was issued at and lists what changed after it. Gmail keeps a
 per-user history id that grows (in uneven steps, as Gmail's does) with every delivered message.
 
-Switches, from Python and as ``POST /_sandbox/google/<name>`` with a JSON body: ``expire_sync_tokens``
+Switches, from Python and as ``POST /_sandbox/google/<name>`` with a JSON body: ``fail_after_commit``
+(``{"calls", "status"}``, ``status`` null to drop the connection: the next writes are committed, then fail),
+``expire_sync_tokens``
 (Calendar then answers 410 ``fullSyncRequired``, People 400 ``EXPIRED_SYNC_TOKEN``), ``expire_history``
 (``{"user"}`` optional; Gmail ``history.list`` answers 404), ``expire_channels``, ``delete_calendar``
 (``{"user"}``: channels get ``not_exists``), ``deliver`` (``{"user", "from", "to", "cc", "subject", "body",
@@ -47,6 +49,7 @@ import json
 import random
 import secrets
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -271,6 +274,7 @@ class GoogleSandbox(Sandbox):
         self._subscriptions: list[_Subscription] = []
         self.invitations_sent: list[dict[str, Any]] = []
         self.pubsub_published: list[dict[str, Any]] = []
+        self._after_commit: list[int | None] = []  # one entry per pending fault: a 5xx status, or None (drop)
 
     # --- lifecycle and switches
 
@@ -296,6 +300,14 @@ class GoogleSandbox(Sandbox):
         # http.server writes headers and body separately; with Nagle on, each answer then waits ~40 ms for
         # the client's delayed ACK. Accepted sockets inherit TCP_NODELAY from the listener (Linux).
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        report = self._server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            # A dropped connection is a fault asked for, not a sandbox bug: the server closes it quietly.
+            if not isinstance(sys.exc_info()[1], _DropConnection):
+                report(request, client_address)
+
+        self._server.__dict__["handle_error"] = handle_error  # an instance attribute overrides the method
         return self
 
     def stop(self) -> None:
@@ -316,6 +328,19 @@ class GoogleSandbox(Sandbox):
             if mailbox.push_timer is not None:
                 mailbox.push_timer.cancel()
                 mailbox.push_timer = None
+
+    def fail_after_commit(self, calls: int = 1, *, status: int | None = 503) -> None:
+        """The next ``calls`` writes are committed and then answered with ``status`` (a 5xx), or, with
+        ``status=None``, by closing the connection without an answer: what a client sees when Google
+        times out or fails after the record exists, so that a retried create can be shown not to duplicate."""
+        with self._lock:
+            self._after_commit = [status] * calls
+
+    def _take_after_commit(self) -> tuple[bool, int | None]:
+        with self._lock:
+            if not self._after_commit:
+                return False, None
+            return True, self._after_commit.pop(0)
 
     def expire_sync_tokens(self) -> None:
         """Every Calendar and People sync token (and page token) issued so far becomes invalid."""
@@ -461,9 +486,16 @@ class GoogleSandbox(Sandbox):
             self.requests_served += 1
             return self.certs(request)
         try:
-            return super().dispatch(request)
+            response = super().dispatch(request)
         except _Unauthorized:
             return self.unauthorized()
+        if request.method != "GET" and response.status < 300 and not request.path.startswith("/_sandbox/"):
+            fires, status = self._take_after_commit()
+            if fires and status is None:
+                raise _DropConnection
+            if fires:
+                return self.error(status or 503, "ServiceUnavailable", "The service is temporarily unavailable.")
+        return response
 
     def _authorize(self, request: Request, api: str) -> str:
         """The user the bearer token acts as; raises for a missing, expired or under-scoped token."""
@@ -1357,6 +1389,8 @@ class GoogleSandbox(Sandbox):
             self.expire_history(spec.get("user"))
         elif action == "expire_channels":
             self.expire_channels()
+        elif action == "fail_after_commit":
+            self.fail_after_commit(int(spec.get("calls", 1)), status=spec.get("status", 503))
         elif action == "delete_calendar":
             self.delete_calendar(spec.get("user", seed.GOOGLE_USER))
         elif action == "deliver":
@@ -1464,6 +1498,10 @@ class GoogleSandbox(Sandbox):
 
 class _Unauthorized(Exception):
     """Raised by :meth:`GoogleSandbox._authorize`; answered with Google's exact 401."""
+
+
+class _DropConnection(Exception):
+    """Raised out of the request handler to close the connection with no answer (a fault after commit)."""
 
 
 # ------------------------------------------------------------------------------------------ helpers

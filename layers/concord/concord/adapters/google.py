@@ -25,13 +25,16 @@ implementation and ``local.sandboxes.google`` the server it is contract-tested a
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
+from uuid import uuid4
 
 import httpx
 import jwt
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
 SendUpdates = Literal["none", "all", "externalOnly"]
+_T = TypeVar("_T")
 
 # --------------------------------------------------------------------------------------- interface
 
@@ -79,8 +83,17 @@ class GoogleMailbox(Protocol):
     def get_event(self, user: str, event_id: str, *, calendar_id: str = "primary") -> dict[str, Any]: ...
 
     def insert_event(
-        self, user: str, event: Mapping[str, Any], *, calendar_id: str = "primary", send_updates: SendUpdates = "none"
-    ) -> dict[str, Any]: ...
+        self,
+        user: str,
+        event: Mapping[str, Any],
+        *,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create under a client-chosen id (``event["id"]``, ``event_id`` or a random one); a create that
+        already happened (409) returns the existing event instead of making a second one."""
+        ...
 
     def patch_event(
         self,
@@ -126,7 +139,10 @@ class GoogleMailbox(Protocol):
 
     def get_contact(self, user: str, resource_name: str) -> dict[str, Any]: ...
 
-    def create_contact(self, user: str, person: Mapping[str, Any]) -> dict[str, Any]: ...
+    def create_contact(self, user: str, person: Mapping[str, Any], *, marker: str | None = None) -> dict[str, Any]:
+        """Create with Concord's ``marker`` in ``clientData``; an ambiguous failure is resolved by finding
+        the marker before the create is sent again."""
+        ...
 
     def update_contact(
         self, user: str, resource_name: str, person: Mapping[str, Any], update_fields: Iterable[str]
@@ -240,7 +256,9 @@ SCOPE_CALENDAR = "https://www.googleapis.com/auth/calendar"
 SCOPE_CONTACTS = "https://www.googleapis.com/auth/contacts"
 SCOPE_GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
 
-PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,addresses,birthdays,memberships,metadata"
+PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,addresses,birthdays,memberships,metadata,clientData"
+#: The ``clientData`` key of the marker Concord puts on the contacts it creates (see ``create_contact``).
+CLIENT_MARKER_KEY = "concord.marker"
 MESSAGE_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
 
 # Calendar also answers 403 ``quotaExceeded`` ("Calendar usage limits exceeded") and asks for backoff.
@@ -252,6 +270,8 @@ DAILY_LIMIT_BACKOFF_S = 3600.0
 #: Pages one listing may follow before giving up: a guard against a server that never ends a listing.
 MAX_PAGES = 1000
 _RESYNC_REASONS = frozenset({"fullSyncRequired", "updatedMinTooLongAgo", "EXPIRED_SYNC_TOKEN"})
+# A transient answer with one of these statuses proves the request was refused before anything was written.
+_NOTHING_WRITTEN = frozenset({429, 403})
 _TOKEN_MARGIN_S = 120.0  # refresh this long before expiry: a call must not start with a dying token
 _ASSERTION_LIFETIME_S = 3600  # Google's maximum
 
@@ -381,6 +401,7 @@ class _TokenCache:
             "POST",
             self._account.token_uri,
             data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+            retry=True,  # a token request creates nothing
         )
         try:
             body = response.json()
@@ -450,13 +471,16 @@ class GoogleClient:
         params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        retry: bool | None = None,
     ) -> httpx.Response:
-        """One API call as ``user``, refreshing the token once if Google refuses it."""
+        """One API call as ``user``, refreshing the token once if Google refuses it (a 401 was not processed,
+        so even a create may be sent again). ``retry`` as in :meth:`HttpTransport.request`: POST/PATCH only when
+        the caller knows a repeat cannot make a second record."""
 
         def send() -> httpx.Response:
             token = self._tokens.get(user, scope)
             auth = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            return self.transport.request(method, url, params=params, json=json, headers=auth)
+            return self.transport.request(method, url, params=params, json=json, headers=auth, retry=retry)
 
         try:
             return send()
@@ -515,16 +539,41 @@ class GoogleClient:
         return self._json(SCOPE_CALENDAR, user, "GET", self._events_url(calendar_id, event_id))
 
     def insert_event(
-        self, user: str, event: Mapping[str, Any], *, calendar_id: str = "primary", send_updates: SendUpdates = "none"
+        self,
+        user: str,
+        event: Mapping[str, Any],
+        *,
+        calendar_id: str = "primary",
+        send_updates: SendUpdates = "none",
+        event_id: str | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            SCOPE_CALENDAR,
-            user,
-            "POST",
-            self._events_url(calendar_id),
-            params={"sendUpdates": send_updates},
-            json=dict(event),
-        )
+        """Create an event under a client-chosen id, so that the create can be retried without a duplicate.
+
+        The id is ``event["id"]``, else ``event_id`` (use :func:`event_id_for` on something stable, such as
+        the Salesforce Event id, so a later invocation retrying the same create uses it too), else a random
+        one made for this call. Calendar refuses a second insert under an id it holds (or held: a deleted
+        event keeps its id) with 409 ``duplicate``; that answer means "already created", and the event
+        with that id is fetched and returned (``status: "cancelled"`` if it was deleted since). Because of
+        that, the insert is retried on timeouts and 5xx like an idempotent call, and a retry mails nobody
+        a second time.
+        """
+        body = dict(event)
+        body["id"] = str(body.get("id") or event_id or new_event_id())
+        try:
+            return self._json(
+                SCOPE_CALENDAR,
+                user,
+                "POST",
+                self._events_url(calendar_id),
+                params={"sendUpdates": send_updates},
+                json=body,
+                retry=True,
+            )
+        except PermanentError as exc:
+            if exc.status != 409:
+                raise
+        _log.info("calendar already holds the event id of a create; reading it instead")
+        return self.get_event(user, body["id"], calendar_id=calendar_id)
 
     def patch_event(
         self,
@@ -626,15 +675,68 @@ class GoogleClient:
             SCOPE_CONTACTS, user, "GET", self._person_url(resource_name), params={"personFields": PERSON_FIELDS}
         )
 
-    def create_contact(self, user: str, person: Mapping[str, Any]) -> dict[str, Any]:
-        return self._json(
-            SCOPE_CONTACTS,
-            user,
-            "POST",
-            f"{self.endpoints.people}/people:createContact",
-            params={"personFields": PERSON_FIELDS},
-            json=dict(person),
-        )
+    def create_contact(self, user: str, person: Mapping[str, Any], *, marker: str | None = None) -> dict[str, Any]:
+        """Create a contact carrying ``clientData [{key: CLIENT_MARKER_KEY, value: marker}]``.
+
+        People has no client-chosen id, so the marker stands in for one: ``marker`` should come from
+        something stable (the Salesforce record id) so that a later invocation can find what an earlier one
+        made; without it a random marker is used for this call's attempts. A create is never resent blind:
+        after an answer that proves nothing was written (429, 403 rate limit) it is resent after the usual
+        backoff; after an ambiguous one (timeout, dropped connection, 5xx) the user's contacts are searched
+        for the marker first, and the contact found is returned instead of creating a second one.
+        Caveat: People documents a propagation delay for new contacts in listings; a contact the search
+        misses is found by the next sync's match-before-create through the same marker.
+        """
+        marker = marker or uuid4().hex
+        body = with_marker(person, marker)
+
+        def create() -> dict[str, Any]:
+            return self._json(
+                SCOPE_CONTACTS,
+                user,
+                "POST",
+                f"{self.endpoints.people}/people:createContact",
+                params={"personFields": PERSON_FIELDS},
+                json=body,
+                retry=False,
+            )
+
+        def find() -> dict[str, Any] | None:
+            return self.find_contacts_by_marker(user, [marker]).get(marker)
+
+        return self._create_once(create, find)
+
+    def _create_once(self, create: Callable[[], _T], find: Callable[[], _T | None]) -> _T:
+        """Send a create; after a failure that may have been committed, look for the result before resending."""
+        policy, attempt = self.transport.policy, 0
+        while True:
+            attempt += 1
+            try:
+                return create()
+            except TransientError as exc:
+                if exc.status not in _NOTHING_WRITTEN:
+                    found = find()
+                    if found is not None:
+                        _log.info("a create answered %s had been committed; using what it made", exc.status)
+                        return found
+                wait = policy.delay(attempt, exc.retry_after)
+                if attempt >= policy.max_attempts or wait >= self.transport.time_left():
+                    raise
+                self.transport.sleep(wait)
+
+    def find_contacts_by_marker(self, user: str, markers: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The user's contacts carrying one of ``markers`` in ``clientData`` (see :meth:`create_contact`),
+        by marker. Reads every contact: meant for resolving a failed create, not for every sync."""
+        wanted = set(markers)
+        found: dict[str, dict[str, Any]] = {}
+        params = {"personFields": PERSON_FIELDS, "pageSize": self.page_sizes["contacts"]}
+        url = f"{self.endpoints.people}/people/me/connections"
+        for page in self._pages(SCOPE_CONTACTS, user, url, params):
+            for person in page.get("connections") or ():
+                value = contact_marker(person)
+                if value in wanted:
+                    found.setdefault(value, person)
+        return found
 
     def update_contact(
         self, user: str, resource_name: str, person: Mapping[str, Any], update_fields: Iterable[str]
@@ -672,6 +774,7 @@ class GoogleClient:
                 "POST",
                 f"{self.endpoints.people}/contactGroups",
                 json={"contactGroup": {"name": name}},
+                retry=True,  # a repeat is refused with 409, handled below
             )
         except PermanentError as exc:
             if exc.status != 409:
@@ -694,6 +797,7 @@ class GoogleClient:
             "POST",
             f"{self.endpoints.people}/contactGroups/{_quote(group_id)}/members:modify",
             json=body,
+            retry=True,  # adding a member twice, or removing one twice, changes nothing
         )
         return [str(n) for n in answer.get("notFoundResourceNames") or []]
 
@@ -704,11 +808,12 @@ class GoogleClient:
 
     def watch_mailbox(self, user: str, topic: str, *, label_ids: Iterable[str] = ("INBOX",)) -> MailboxWatch:
         body = {"topicName": topic, "labelIds": list(label_ids), "labelFilterBehavior": "include"}
-        answer = self._json(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "watch"), json=body)
+        # A repeated watch replaces the first: safe to retry.
+        answer = self._json(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "watch"), json=body, retry=True)
         return MailboxWatch(history_id=int(answer["historyId"]), expiration_ms=int(answer["expiration"]))
 
     def stop_mailbox_watch(self, user: str) -> None:
-        self._call(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "stop"))
+        self._call(SCOPE_GMAIL, user, "POST", self._gmail_url(user, "stop"), retry=True)
 
     def mailbox_history_id(self, user: str) -> int:
         return int(self._json(SCOPE_GMAIL, user, "GET", self._gmail_url(user, "profile"))["historyId"])
@@ -750,12 +855,40 @@ if TYPE_CHECKING:
         return client  # mypy proves the client implements the interface the service layer uses
 
 
+def new_event_id() -> str:
+    """A random Calendar event id (base32hex, 26 characters): fine for one call's retries."""
+    return base64.b32hexencode(uuid4().bytes).decode().lower().rstrip("=")
+
+
+def event_id_for(key: str) -> str:
+    """A Calendar event id derived from ``key`` (say, a Salesforce Event id): the same key always gives the
+    same id, so any retry of the create, in this invocation or a later one, is answered 409, not duplicated.
+    Calendar ids are 5–1024 characters of ``a``–``v`` and ``0``–``9`` (base32hex)."""
+    digest = hashlib.sha256(f"concord:{key}".encode()).digest()
+    return base64.b32hexencode(digest).decode().lower().rstrip("=")
+
+
+def with_marker(person: Mapping[str, Any], marker: str) -> dict[str, Any]:
+    """``person`` with Concord's marker in ``clientData`` (replacing an older marker, keeping other data)."""
+    others = [d for d in person.get("clientData") or () if d.get("key") != CLIENT_MARKER_KEY]
+    return {**person, "clientData": [*others, {"key": CLIENT_MARKER_KEY, "value": marker}]}
+
+
+def contact_marker(person: Mapping[str, Any]) -> str | None:
+    """The marker Concord put on a contact it created, or None."""
+    for item in person.get("clientData") or ():
+        if item.get("key") == CLIENT_MARKER_KEY and item.get("value"):
+            return str(item["value"])
+    return None
+
+
 def _quote(segment: str) -> str:
     """Percent-encode one path segment (emails, ids, ``primary``) so it cannot alter the path."""
     return quote(segment, safe="@:")
 
 
 __all__ = [
+    "CLIENT_MARKER_KEY",
     "MESSAGE_HEADERS",
     "PERSON_FIELDS",
     "Channel",
@@ -768,4 +901,8 @@ __all__ = [
     "ServiceAccount",
     "classify",
     "classify_token",
+    "contact_marker",
+    "event_id_for",
+    "new_event_id",
+    "with_marker",
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from concord.adapters.google import contact_marker, event_id_for
 from concord.adapters.http import AuthError, RetryPolicy, TransientError
 from local.sandboxes.server import ca_bundle_path
 from tests.support.receiver import Receiver
@@ -183,3 +184,70 @@ def test_unacknowledged_pushes_are_retried(google_sandbox: GoogleSandbox, client
         client.watch_events(USER, channel_id="retry-me", address=receiver.url)
         pushes = receiver.wait_for(2)
         assert [p.headers["x-goog-resource-state"] for p in pushes] == ["sync", "sync"]
+
+
+def _live_events(client: GoogleClient, summary: str) -> list[dict[str, object]]:
+    return [e for e in client.list_events(USER).items if e.get("summary") == summary and e["status"] != "cancelled"]
+
+
+@pytest.mark.parametrize("status", [503, None], ids=["5xx-after-commit", "dropped-after-commit"])
+def test_a_retried_event_insert_does_not_duplicate(
+    google_sandbox: GoogleSandbox, client: GoogleClient, sleeps: Sleeps, status: int | None
+) -> None:
+    client.list_events(USER)
+    google_sandbox.fail_after_commit(1, status=status)
+
+    created = client.insert_event(USER, event_body("Once", attendees=("ada@analytical.example",)), send_updates="all")
+
+    assert [e["id"] for e in _live_events(client, "Once")] == [created["id"]]
+    assert len(sleeps) == 1  # retried once, answered 409, read back
+    assert len(google_sandbox.invitations_sent) == 1  # and the attendee was invited once
+
+
+def test_an_insert_under_a_known_id_returns_the_existing_event(
+    google_sandbox: GoogleSandbox, client: GoogleClient
+) -> None:
+    event_id = event_id_for("00U5e00000AbCdEFGH")
+    first = client.insert_event(USER, event_body("Stable"), event_id=event_id)
+    again = client.insert_event(USER, event_body("Stable"), event_id=event_id)  # a later invocation's retry
+
+    assert first["id"] == again["id"] == event_id
+    assert len(_live_events(client, "Stable")) == 1
+
+
+@pytest.mark.parametrize("status", [503, None], ids=["5xx-after-commit", "dropped-after-commit"])
+def test_a_contact_create_that_failed_after_commit_is_found_not_repeated(
+    google_sandbox: GoogleSandbox, client: GoogleClient, status: int | None
+) -> None:
+    client.list_contacts(USER)
+    google_sandbox.fail_after_commit(1, status=status)
+
+    created = client.create_contact(USER, {"names": [{"givenName": "Only", "familyName": "Once"}]}, marker="003A")
+
+    people = [p for p in client.list_contacts(USER).items if p.get("names", [{}])[0].get("givenName") == "Only"]
+    assert [p["resourceName"] for p in people] == [created["resourceName"]]
+    assert contact_marker(created) == "003A"
+
+
+def test_a_contact_create_refused_before_commit_is_resent(
+    google_sandbox: GoogleSandbox, client: GoogleClient, sleeps: Sleeps
+) -> None:
+    client.list_contacts(USER)
+    google_sandbox.faults.throttle(1, retry_after=1)
+
+    created = client.create_contact(USER, {"names": [{"givenName": "Throttled"}]})
+
+    assert sleeps == [1.0]
+    assert [p["resourceName"] for p in client.list_contacts(USER).items] == [created["resourceName"]]
+
+
+def test_a_create_that_never_committed_is_resent_after_looking(
+    google_sandbox: GoogleSandbox, client: GoogleClient, sleeps: Sleeps
+) -> None:
+    client.list_contacts(USER)
+    google_sandbox.faults.fail(1, status=503)  # refused before the write: the lookup finds nothing
+
+    created = client.create_contact(USER, {"names": [{"givenName": "Second", "familyName": "Try"}]})
+
+    assert len(sleeps) == 1
+    assert [p["resourceName"] for p in client.list_contacts(USER).items] == [created["resourceName"]]
