@@ -142,6 +142,8 @@ PERSON_FIELDS = frozenset(
     }
 )
 _PERSON_LIST_FIELDS = PERSON_FIELDS - {"metadata", "memberships"}
+# What ``updatePersonFields`` may name (people.updateContact reference); the rest are read-only.
+_UPDATABLE_PERSON_FIELDS = PERSON_FIELDS - {"ageRanges", "coverPhotos", "metadata", "photos", "skills"}
 _PUSH_ACK = frozenset({102, 200, 201, 202, 204})
 
 
@@ -439,9 +441,14 @@ class GoogleSandbox(Sandbox):
         status_name = extra.pop("status_name", None) or _STATUS_NAMES.get(status, "UNKNOWN")
         headers: dict[str, str] = extra.pop("headers", {})
         error: dict[str, Any] = {"code": status, "message": message}
+        violation = extra.pop("violation", None)
         if extra.pop("style", "classic") == "people":
             error["status"] = status_name
-            if code and code[0].isupper():  # ErrorInfo reasons are UPPER_SNAKE
+            if violation is not None:
+                error["details"] = [
+                    {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]}
+                ]
+            elif code and code[0].isupper():  # ErrorInfo reasons are UPPER_SNAKE
                 error["details"] = [
                     {
                         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -682,8 +689,7 @@ class GoogleSandbox(Sandbox):
         with self._lock:
             mailbox = self._calendar(request)
             body = request.json() or {}
-            if not isinstance(body, dict):
-                raise HttpError(400, "parseError", "Parse Error")
+            _validate_calendar(body)
             _check_times(body)
             event_id = str(body.get("id") or secrets.token_hex(13))
             if not (5 <= len(event_id) <= 1024) or any(c not in "0123456789abcdefghijklmnopqrstuv" for c in event_id):
@@ -748,8 +754,7 @@ class GoogleSandbox(Sandbox):
             mailbox, record = self._event(request)
             self._check_if_match(request, record)
             changes = request.json() or {}
-            if not isinstance(changes, dict):
-                raise HttpError(400, "parseError", "Parse Error")
+            _validate_calendar(changes)
             changes = {k: v for k, v in changes.items() if k not in _EVENT_READ_ONLY}
             if replace:
                 kept = {k: v for k, v in record.body.items() if k in _EVENT_READ_ONLY}
@@ -988,8 +993,7 @@ class GoogleSandbox(Sandbox):
             mailbox = self._people_user(request)
             fields = self._person_fields(request, "personFields", required=False)
             person = request.json() or {}
-            if not isinstance(person, dict):
-                raise HttpError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", style="people")
+            _validate_people(person, "Person", "person")
             resource_name = f"people/c{random.randint(10**18, 10**19 - 1)}"  # not crypto
             record = _Record({"resourceName": resource_name}, 0, groups={"myContacts"})
             self._apply_person(mailbox, record, person, _PERSON_LIST_FIELDS | {"memberships"})
@@ -1003,8 +1007,10 @@ class GoogleSandbox(Sandbox):
             mailbox = self._people_user(request)
             record = self._person(mailbox, request.params["pid"])
             update = self._person_fields(request, "updatePersonFields", required=True)
+            _check_updatable(update)
             fields = self._person_fields(request, "personFields", required=False)
             person = request.json() or {}
+            _validate_people(person, "Person", "person")
             if not person.get("etag"):
                 raise HttpError(400, "INVALID_ARGUMENT", "Request must set person.etag.", style="people")
             if person["etag"] != record.body["etag"]:
@@ -1069,6 +1075,7 @@ class GoogleSandbox(Sandbox):
         with self._lock:
             mailbox = self._people_user(request)
             body = request.json() or {}
+            _validate_people(body, "_CreateContactGroupRequest", "")
             name = str((body.get("contactGroup") or {}).get("name") or "").strip()
             if not name:
                 raise HttpError(400, "INVALID_ARGUMENT", "Contact group name must not be empty.", style="people")
@@ -1634,6 +1641,464 @@ def _message_out(message: dict[str, Any], request: Request) -> dict[str, Any]:
         "body": {"size": len(data), "data": _b64url(data)},
     }
     return out
+
+
+# ------------------------------------------------------------------------------------------ schemas
+
+# The request schemas of what Concord writes, taken from the discovery documents Google publishes
+# (calendar v3 ``Event``, people v1 ``Person`` and ``ContactGroup``, with what they reference): a property
+# maps to "string", "integer" (int32), "int64", "number", "boolean", "any", a schema name, ``[item]`` for an
+# array, ``{"*": value}`` for a map, or an inline object. Carried here, not read from a client library, so
+# that the sandbox depends on nothing but its own knowledge of the service.
+_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
+    "calendar": {
+        "ConferenceData": {
+            "conferenceId": "string",
+            "conferenceSolution": "ConferenceSolution",
+            "createRequest": "CreateConferenceRequest",
+            "entryPoints": ["EntryPoint"],
+            "notes": "string",
+            "parameters": "ConferenceParameters",
+            "signature": "string",
+        },
+        "ConferenceParameters": {"addOnParameters": "ConferenceParametersAddOnParameters"},
+        "ConferenceParametersAddOnParameters": {"parameters": {"*": "string"}},
+        "ConferenceRequestStatus": {"statusCode": "string"},
+        "ConferenceSolution": {"iconUri": "string", "key": "ConferenceSolutionKey", "name": "string"},
+        "ConferenceSolutionKey": {"type": "string"},
+        "CreateConferenceRequest": {
+            "conferenceSolutionKey": "ConferenceSolutionKey",
+            "requestId": "string",
+            "status": "ConferenceRequestStatus",
+        },
+        "EntryPoint": {
+            "accessCode": "string",
+            "entryPointFeatures": ["string"],
+            "entryPointType": "string",
+            "label": "string",
+            "meetingCode": "string",
+            "passcode": "string",
+            "password": "string",
+            "pin": "string",
+            "regionCode": "string",
+            "uri": "string",
+        },
+        "Event": {
+            "anyoneCanAddSelf": "boolean",
+            "attachments": ["EventAttachment"],
+            "attendees": ["EventAttendee"],
+            "attendeesOmitted": "boolean",
+            "birthdayProperties": "EventBirthdayProperties",
+            "colorId": "string",
+            "conferenceData": "ConferenceData",
+            "created": "string",
+            "creator": {"displayName": "string", "email": "string", "id": "string", "self": "boolean"},
+            "description": "string",
+            "end": "EventDateTime",
+            "endTimeUnspecified": "boolean",
+            "etag": "string",
+            "eventType": "string",
+            "extendedProperties": {"private": {"*": "string"}, "shared": {"*": "string"}},
+            "focusTimeProperties": "EventFocusTimeProperties",
+            "gadget": {
+                "display": "string",
+                "height": "integer",
+                "iconLink": "string",
+                "link": "string",
+                "preferences": {"*": "string"},
+                "title": "string",
+                "type": "string",
+                "width": "integer",
+            },
+            "guestsCanInviteOthers": "boolean",
+            "guestsCanModify": "boolean",
+            "guestsCanSeeOtherGuests": "boolean",
+            "hangoutLink": "string",
+            "htmlLink": "string",
+            "iCalUID": "string",
+            "id": "string",
+            "kind": "string",
+            "location": "string",
+            "locked": "boolean",
+            "organizer": {"displayName": "string", "email": "string", "id": "string", "self": "boolean"},
+            "originalStartTime": "EventDateTime",
+            "outOfOfficeProperties": "EventOutOfOfficeProperties",
+            "privateCopy": "boolean",
+            "recurrence": ["string"],
+            "recurringEventId": "string",
+            "reminders": {"overrides": ["EventReminder"], "useDefault": "boolean"},
+            "sequence": "integer",
+            "source": {"title": "string", "url": "string"},
+            "start": "EventDateTime",
+            "status": "string",
+            "summary": "string",
+            "transparency": "string",
+            "updated": "string",
+            "visibility": "string",
+            "workingLocationProperties": "EventWorkingLocationProperties",
+        },
+        "EventAttachment": {
+            "fileId": "string",
+            "fileUrl": "string",
+            "iconLink": "string",
+            "mimeType": "string",
+            "title": "string",
+        },
+        "EventAttendee": {
+            "additionalGuests": "integer",
+            "comment": "string",
+            "displayName": "string",
+            "email": "string",
+            "id": "string",
+            "optional": "boolean",
+            "organizer": "boolean",
+            "resource": "boolean",
+            "responseStatus": "string",
+            "self": "boolean",
+        },
+        "EventBirthdayProperties": {"contact": "string", "customTypeName": "string", "type": "string"},
+        "EventDateTime": {"date": "string", "dateTime": "string", "timeZone": "string"},
+        "EventFocusTimeProperties": {"autoDeclineMode": "string", "chatStatus": "string", "declineMessage": "string"},
+        "EventOutOfOfficeProperties": {"autoDeclineMode": "string", "declineMessage": "string"},
+        "EventReminder": {"method": "string", "minutes": "integer"},
+        "EventWorkingLocationProperties": {
+            "customLocation": {"label": "string"},
+            "homeOffice": "any",
+            "officeLocation": {
+                "buildingId": "string",
+                "deskId": "string",
+                "floorId": "string",
+                "floorSectionId": "string",
+                "label": "string",
+            },
+            "type": "string",
+        },
+    },
+    "people": {
+        "_CreateContactGroupRequest": {"contactGroup": "ContactGroup", "readGroupFields": "string"},
+        "_BatchCreateContactsRequest": {
+            "contacts": [{"contactPerson": "Person"}],
+            "readMask": "string",
+            "sources": ["string"],
+        },
+        "_BatchUpdateContactsRequest": {
+            "contacts": {"*": "Person"},
+            "updateMask": "string",
+            "readMask": "string",
+            "sources": ["string"],
+        },
+        "_BatchDeleteContactsRequest": {"resourceNames": ["string"]},
+        "Address": {
+            "city": "string",
+            "country": "string",
+            "countryCode": "string",
+            "extendedAddress": "string",
+            "formattedType": "string",
+            "formattedValue": "string",
+            "metadata": "FieldMetadata",
+            "poBox": "string",
+            "postalCode": "string",
+            "region": "string",
+            "streetAddress": "string",
+            "type": "string",
+        },
+        "AgeRangeType": {"ageRange": "string", "metadata": "FieldMetadata"},
+        "Biography": {"contentType": "string", "metadata": "FieldMetadata", "value": "string"},
+        "Birthday": {"date": "Date", "metadata": "FieldMetadata", "text": "string"},
+        "BraggingRights": {"metadata": "FieldMetadata", "value": "string"},
+        "CalendarUrl": {"formattedType": "string", "metadata": "FieldMetadata", "type": "string", "url": "string"},
+        "ClientData": {"key": "string", "metadata": "FieldMetadata", "value": "string"},
+        "ContactGroup": {
+            "clientData": ["GroupClientData"],
+            "etag": "string",
+            "formattedName": "string",
+            "groupType": "string",
+            "memberCount": "integer",
+            "memberResourceNames": ["string"],
+            "metadata": "ContactGroupMetadata",
+            "name": "string",
+            "resourceName": "string",
+        },
+        "ContactGroupMembership": {"contactGroupId": "string", "contactGroupResourceName": "string"},
+        "ContactGroupMetadata": {"deleted": "boolean", "updateTime": "string"},
+        "CoverPhoto": {"default": "boolean", "metadata": "FieldMetadata", "url": "string"},
+        "Date": {"day": "integer", "month": "integer", "year": "integer"},
+        "DomainMembership": {"inViewerDomain": "boolean"},
+        "EmailAddress": {
+            "displayName": "string",
+            "formattedType": "string",
+            "metadata": "FieldMetadata",
+            "type": "string",
+            "value": "string",
+        },
+        "Event": {"date": "Date", "formattedType": "string", "metadata": "FieldMetadata", "type": "string"},
+        "ExternalId": {"formattedType": "string", "metadata": "FieldMetadata", "type": "string", "value": "string"},
+        "FieldMetadata": {"primary": "boolean", "source": "Source", "sourcePrimary": "boolean", "verified": "boolean"},
+        "FileAs": {"metadata": "FieldMetadata", "value": "string"},
+        "Gender": {"addressMeAs": "string", "formattedValue": "string", "metadata": "FieldMetadata", "value": "string"},
+        "GroupClientData": {"key": "string", "value": "string"},
+        "ImClient": {
+            "formattedProtocol": "string",
+            "formattedType": "string",
+            "metadata": "FieldMetadata",
+            "protocol": "string",
+            "type": "string",
+            "username": "string",
+        },
+        "Interest": {"metadata": "FieldMetadata", "value": "string"},
+        "Locale": {"metadata": "FieldMetadata", "value": "string"},
+        "Location": {
+            "buildingId": "string",
+            "current": "boolean",
+            "deskCode": "string",
+            "floor": "string",
+            "floorSection": "string",
+            "metadata": "FieldMetadata",
+            "type": "string",
+            "value": "string",
+        },
+        "Membership": {
+            "contactGroupMembership": "ContactGroupMembership",
+            "domainMembership": "DomainMembership",
+            "metadata": "FieldMetadata",
+        },
+        "MiscKeyword": {"formattedType": "string", "metadata": "FieldMetadata", "type": "string", "value": "string"},
+        "Name": {
+            "displayName": "string",
+            "displayNameLastFirst": "string",
+            "familyName": "string",
+            "givenName": "string",
+            "honorificPrefix": "string",
+            "honorificSuffix": "string",
+            "metadata": "FieldMetadata",
+            "middleName": "string",
+            "phoneticFamilyName": "string",
+            "phoneticFullName": "string",
+            "phoneticGivenName": "string",
+            "phoneticHonorificPrefix": "string",
+            "phoneticHonorificSuffix": "string",
+            "phoneticMiddleName": "string",
+            "unstructuredName": "string",
+        },
+        "Nickname": {"metadata": "FieldMetadata", "type": "string", "value": "string"},
+        "Occupation": {"metadata": "FieldMetadata", "value": "string"},
+        "Organization": {
+            "costCenter": "string",
+            "current": "boolean",
+            "department": "string",
+            "domain": "string",
+            "endDate": "Date",
+            "formattedType": "string",
+            "fullTimeEquivalentMillipercent": "integer",
+            "jobDescription": "string",
+            "location": "string",
+            "metadata": "FieldMetadata",
+            "name": "string",
+            "phoneticName": "string",
+            "startDate": "Date",
+            "symbol": "string",
+            "title": "string",
+            "type": "string",
+        },
+        "Person": {
+            "addresses": ["Address"],
+            "ageRange": "string",
+            "ageRanges": ["AgeRangeType"],
+            "biographies": ["Biography"],
+            "birthdays": ["Birthday"],
+            "braggingRights": ["BraggingRights"],
+            "calendarUrls": ["CalendarUrl"],
+            "clientData": ["ClientData"],
+            "coverPhotos": ["CoverPhoto"],
+            "emailAddresses": ["EmailAddress"],
+            "etag": "string",
+            "events": ["Event"],
+            "externalIds": ["ExternalId"],
+            "fileAses": ["FileAs"],
+            "genders": ["Gender"],
+            "imClients": ["ImClient"],
+            "interests": ["Interest"],
+            "locales": ["Locale"],
+            "locations": ["Location"],
+            "memberships": ["Membership"],
+            "metadata": "PersonMetadata",
+            "miscKeywords": ["MiscKeyword"],
+            "names": ["Name"],
+            "nicknames": ["Nickname"],
+            "occupations": ["Occupation"],
+            "organizations": ["Organization"],
+            "phoneNumbers": ["PhoneNumber"],
+            "photos": ["Photo"],
+            "relations": ["Relation"],
+            "relationshipInterests": ["RelationshipInterest"],
+            "relationshipStatuses": ["RelationshipStatus"],
+            "residences": ["Residence"],
+            "resourceName": "string",
+            "sipAddresses": ["SipAddress"],
+            "skills": ["Skill"],
+            "taglines": ["Tagline"],
+            "urls": ["Url"],
+            "userDefined": ["UserDefined"],
+        },
+        "PersonMetadata": {
+            "deleted": "boolean",
+            "linkedPeopleResourceNames": ["string"],
+            "objectType": "string",
+            "previousResourceNames": ["string"],
+            "sources": ["Source"],
+        },
+        "PhoneNumber": {
+            "canonicalForm": "string",
+            "formattedType": "string",
+            "metadata": "FieldMetadata",
+            "type": "string",
+            "value": "string",
+        },
+        "Photo": {"default": "boolean", "metadata": "FieldMetadata", "url": "string"},
+        "ProfileMetadata": {"objectType": "string", "userTypes": ["string"]},
+        "Relation": {"formattedType": "string", "metadata": "FieldMetadata", "person": "string", "type": "string"},
+        "RelationshipInterest": {"formattedValue": "string", "metadata": "FieldMetadata", "value": "string"},
+        "RelationshipStatus": {"formattedValue": "string", "metadata": "FieldMetadata", "value": "string"},
+        "Residence": {"current": "boolean", "metadata": "FieldMetadata", "value": "string"},
+        "SipAddress": {"formattedType": "string", "metadata": "FieldMetadata", "type": "string", "value": "string"},
+        "Skill": {"metadata": "FieldMetadata", "value": "string"},
+        "Source": {
+            "etag": "string",
+            "id": "string",
+            "profileMetadata": "ProfileMetadata",
+            "type": "string",
+            "updateTime": "string",
+        },
+        "Tagline": {"metadata": "FieldMetadata", "value": "string"},
+        "Url": {"formattedType": "string", "metadata": "FieldMetadata", "type": "string", "value": "string"},
+        "UserDefined": {"key": "string", "metadata": "FieldMetadata", "value": "string"},
+    },
+}
+
+
+def _check_updatable(fields: set[str]) -> None:
+    read_only = sorted(fields - _UPDATABLE_PERSON_FIELDS)
+    if read_only:
+        raise HttpError(
+            400,
+            "INVALID_ARGUMENT",
+            f'Invalid updatePersonFields mask path: "{read_only[0]}". Valid paths are documented at '
+            "https://developers.google.com/people/api/rest/v1/people/updateContact.",
+            style="people",
+        )
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+class _Invalid(Exception):
+    def __init__(self, kind: str, path: str, detail: str):
+        super().__init__(detail)
+        self.kind, self.path, self.detail = kind, path, detail
+
+
+def _check(value: Any, spec: Any, api: str, path: str) -> None:
+    """Raise :class:`_Invalid` for an unknown property or a value of the wrong JSON type (proto3 JSON rules:
+    an int32 or int64 may be a number or a string of digits; null means "not set")."""
+    if value is None or spec == "any":
+        return
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            raise _Invalid("type", path, "array")
+        for index, item in enumerate(value):
+            _check(item, spec[0], api, f"{path}[{index}]")
+        return
+    name = spec if isinstance(spec, str) and spec in _SCHEMAS[api] else None
+    if name is not None:
+        spec = _SCHEMAS[api][name]
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise _Invalid("type", path, name or "object")
+        for key, item in value.items():
+            if "*" in spec:
+                _check(item, spec["*"], api, f"{path}[{key}]")
+            elif key not in spec:
+                raise _Invalid("unknown", path, key)
+            else:
+                _check(item, spec[key], api, f"{path}.{key}" if path else key)
+        return
+    if not _scalar_ok(value, spec):
+        raise _Invalid("type", path, spec)
+
+
+def _scalar_ok(value: Any, spec: str) -> bool:
+    if spec in ("integer", "int64"):
+        number = isinstance(value, int) and not isinstance(value, bool)
+        return number or (isinstance(value, str) and value.lstrip("-").isdigit())
+    if spec == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if spec == "boolean":
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _validate_calendar(body: Any, schema: str = "Event") -> None:
+    """Calendar's answers to a body it cannot read: 400 ``invalid`` with ``Invalid JSON payload received.
+    Unknown name "x": Cannot find field.`` (the ESF front end every Google API now sits behind) and
+    ``Invalid value for: <value> is not a valid value`` for a wrong type (Calendar's errors guide)."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "parseError", "Parse Error")
+    try:
+        _check(body, schema, "calendar", "")
+    except _Invalid as exc:
+        if exc.kind == "unknown":
+            where = f" at '{exc.path}'" if exc.path else ""
+            raise HttpError(
+                400, "invalid", f'Invalid JSON payload received. Unknown name "{exc.detail}"{where}: Cannot find field.'
+            ) from None
+        raise HttpError(400, "invalid", f"Invalid value for: {_at(body, exc.path)!r} is not a valid value") from None
+
+
+def _validate_people(body: Any, schema: str, root: str) -> None:
+    """People (gRPC transcoding) refuses what does not parse into its messages with 400 INVALID_ARGUMENT, a
+    ``google.rpc.BadRequest`` field violation, and the messages ``Invalid JSON payload received. Unknown name
+    "x" at 'person': Cannot find field.`` or ``Invalid value at 'person.birthdays[0].date'
+    (type.googleapis.com/google.type.Date), "1990-02-03"`` (field paths in the proto's snake_case)."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", style="people")
+    try:
+        _check(body, schema, "people", "")
+    except _Invalid as exc:
+        proto_path = ".".join(p for p in (root, _snake(exc.path)) if p)
+        if exc.kind == "unknown":
+            where = f" at '{proto_path}'" if proto_path else ""
+            message = f'Invalid JSON payload received. Unknown name "{exc.detail}"{where}: Cannot find field.'
+        else:
+            proto_type = {
+                "string": "TYPE_STRING",
+                "integer": "TYPE_INT32",
+                "int64": "TYPE_INT64",
+                "boolean": "TYPE_BOOL",
+                "number": "TYPE_DOUBLE",
+                "array": "TYPE_MESSAGE",
+            }.get(exc.detail, f"type.googleapis.com/{_PROTO_NAMES.get(exc.detail, 'google.people.v1.' + exc.detail)}")
+            message = f"Invalid value at '{proto_path}' ({proto_type}), {json.dumps(_at(body, exc.path))}"
+        raise HttpError(
+            400, "INVALID_ARGUMENT", message, style="people", violation={"field": proto_path, "description": message}
+        ) from None
+
+
+_PROTO_NAMES = {"Date": "google.type.Date", "FieldMetadata": "google.people.v1.FieldMetadata"}
+
+
+def _at(body: Any, path: str) -> Any:
+    """The value at a path such as ``birthdays[0].date`` (for error messages)."""
+    value = body
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("["):
+            key = part[1:-1]
+            value = value[int(key)] if isinstance(value, list) else value[key]
+        else:
+            value = value[part]
+    return value
 
 
 # --------------------------------------------------------------------------------------------- main
