@@ -9,6 +9,9 @@ export AWS_ACCESS_KEY_ID := testing
 export AWS_SECRET_ACCESS_KEY := testing
 export AWS_DEFAULT_REGION := us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
+# The concord package (the layer) and the repo's own packages (local, bench, tests) import from here,
+# as in Lambda's /opt/python: set for every target, so nothing needs exporting in the shell first.
+export PYTHONPATH := $(CURDIR)/layers/concord:$(CURDIR)
 
 PYENV_ROOT ?= $(HOME)/.pyenv
 # Lambda runs python3.12, so the dev venv and `sam build` use 3.12 too (pyenv has it on this machine kind).
@@ -20,11 +23,13 @@ PY := $(VENV)/bin/python
 SAM := PATH="$(dir $(PY312)):$$PATH" $(SAM_VENV)/bin/sam
 STAMP := .local/stamps
 B ?=
+# Where the local AWS half listens: 127.0.0.1, or e.g. 0.0.0.0 for a function in a Docker container.
+BIND ?= 127.0.0.1
 
 .PHONY: help deps lint types fmt sam-validate sam-build test test-unit test-integration test-e2e run bench clean
 
 help:
-	@echo "make run    start the whole system on this machine (Ctrl-C stops it)"
+	@echo "make run    start the whole system on this machine (Ctrl-C stops it; BIND=0.0.0.0 for sam local)"
 	@echo "make test   install what is needed, lint, type-check, validate and build the SAM app, run every test"
 	@echo "make bench  run every benchmark (B=local|core|ingress|worker|e2e for one)"
 
@@ -94,7 +99,7 @@ test-e2e: deps
 # --- the system on one machine
 
 run: deps
-	$(PY) -m local.run
+	$(PY) -m local.run --bind $(BIND)
 
 bench: deps
 	@if [ -n "$(B)" ]; then $(PY) -m bench.$(B); else for b in local core ingress worker e2e; do \

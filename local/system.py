@@ -9,21 +9,27 @@
 - the credentials the functions read from Secrets Manager, stored in moto under the ARNs the
   template's parameters name;
 - the Lambda half: :class:`~local.runner.LocalRunner` with every function's settings pointed at
-  the sandboxes.
+  the sandboxes;
+- optionally, an env-vars file for ``sam local invoke --env-vars`` holding those same settings
+  (:meth:`LocalSystem.env_vars`), removed again when the system stops.
+
+A start that fails or is interrupted (``stop_requested``, set by ``make run``'s Ctrl-C handler and
+checked between steps, never raised into the middle of one) stops everything it had started.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from local.aws.stack import LocalStack
+from local.aws.stack import LocalStack, StartInterrupted
 from local.runner import LOCAL_PARAMETERS, LocalRunner
 from local.sandboxes import seed
 from local.sandboxes.google import DEFAULT_PUSH_ACCOUNT, GoogleSandbox
@@ -32,10 +38,19 @@ from local.sandboxes.salesforce.notify import OutboundMessage
 from local.sandboxes.salesforce.sandbox import SalesforceSandbox
 from local.sandboxes.server import ca_bundle_path
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+__all__ = ["CONTAINER_HOST", "LocalSystem", "StartInterrupted"]
+
 SALESFORCE_CONSUMER_KEY = "concord-local-consumer-key"
 SALESFORCE_USERNAME = "integration@concord.example"
 GMAIL_TOPIC = "projects/concord-local/topics/gmail"
 GMAIL_AUDIENCE = "concord-gmail-push"
+#: How a function in a Docker container names this machine: Docker Desktop resolves it itself; on
+#: Linux ``sam local invoke --add-host host.docker.internal:host-gateway`` maps it (Docker 20.10+).
+CONTAINER_HOST = "host.docker.internal"
 
 
 def _private_key() -> tuple[str, str]:
@@ -54,6 +69,13 @@ class LocalSystem:
 
     schedule_interval_s: float = 60.0
     poll_queues: bool = True
+    #: Where the AWS half listens. Not loopback: a function in a container may reach it, and the
+    #: env-vars file names this machine as ``CONTAINER_HOST``.
+    bind: str = "127.0.0.1"
+    env_vars_path: Path | None = None  # where to write the file for ``sam local invoke --env-vars``
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    on_step: Callable[[str], None] | None = None  # told each step of the start as it is reached
+    ca_bundle: str | None = field(default=None, init=False)
     stack: LocalStack = field(init=False)
     salesforce: SalesforceSandbox = field(init=False)
     graph: GraphSandbox = field(init=False)
@@ -72,8 +94,16 @@ class LocalSystem:
     def __exit__(self, *exc: object) -> None:
         self._running.close()
 
+    def _reached(self, step: str) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
+        if self.stop_requested.is_set():
+            raise StartInterrupted(step)
+
     def _start(self) -> None:
-        self.stack = self._running.enter_context(LocalStack())
+        self.stack = self._running.enter_context(
+            LocalStack(bind=self.bind, stop_requested=self.stop_requested, on_step=self.on_step)
+        )
         private_key, public_key = _private_key()
         self.salesforce = SalesforceSandbox(
             consumer_key=SALESFORCE_CONSUMER_KEY, username=SALESFORCE_USERNAME, public_key_pem=public_key
@@ -83,8 +113,12 @@ class LocalSystem:
         for sandbox in (self.salesforce, self.graph, self.google):
             sandbox.start()
             self._running.callback(sandbox.stop)
+            self.ca_bundle = ca_bundle_path()
+            self._reached(f"{sandbox.name} sandbox started")
             sandbox.seed()
+            self._reached(f"{sandbox.name} sandbox seeded")
         self._store_secrets(private_key)
+        self._reached("secrets stored")
 
         self.runner = LocalRunner(
             self.stack,
@@ -93,6 +127,7 @@ class LocalSystem:
             poll_queues=self.poll_queues,
         )
         self._running.enter_context(self.runner)
+        self._reached("functions started")
         for sobject in ("Contact", "Lead", "Event"):
             self.salesforce.add_outbound_message(
                 OutboundMessage(sobject, f"{self.runner.url}/salesforce/outbound", ("Id", "LastModifiedDate"))
@@ -102,6 +137,10 @@ class LocalSystem:
             target=self.runner.put_event, args=(event,), daemon=True
         ).start()
         self.google.add_push_subscription(GMAIL_TOPIC, f"{self.runner.url}/google/gmail", audience=GMAIL_AUDIENCE)
+        self._reached("pushes wired")
+        if self.env_vars_path is not None:
+            self._write_env_vars(self.env_vars_path)
+            self._reached("env-vars file written")
 
     def function_settings(self) -> dict[str, str]:
         """Every setting the functions need to reach the sandboxes instead of the real services."""
@@ -118,6 +157,40 @@ class LocalSystem:
             "GOOGLE_PUSH_TOPIC": GMAIL_TOPIC,
             "CA_BUNDLE": ca_bundle_path(),
         }
+
+    @property
+    def env_host(self) -> str:
+        """How a function run by ``sam local`` names this machine."""
+        return "127.0.0.1" if ipaddress.ip_address(self.bind).is_loopback else CONTAINER_HOST
+
+    def env_vars(self) -> dict[str, dict[str, str]]:
+        """SAM's env-vars format, one section per function: the variables the template declares for
+        it (SAM passes no others) with the values this system gives it; endpoints name ``env_host``.
+
+        Off loopback, ``CA_BUNDLE`` is left empty: the bundle's path on this machine means nothing
+        inside a container, and ``sam local`` mounts only the function's code and layers.
+        """
+        template = self.runner.template
+        declared_globally = set(
+            template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
+        host = self.env_host
+        sections: dict[str, dict[str, str]] = {}
+        for logical_id, function in self.runner.functions.items():
+            props = template["Resources"][logical_id]["Properties"]
+            declared = declared_globally | set(props.get("Environment", {}).get("Variables", {}))
+            values = {key: function.env[key] for key in sorted(declared) if key in function.env}
+            if host != "127.0.0.1":
+                values = {key: value.replace("://127.0.0.1:", f"://{host}:") for key, value in values.items()}
+                values["CA_BUNDLE"] = ""
+            sections[logical_id] = values
+        return sections
+
+    def _write_env_vars(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.env_vars(), indent=2) + "\n")
+        # The file describes this run's ports: once it stops, a stale copy would only mislead.
+        self._running.callback(lambda: path.unlink(missing_ok=True))
 
     def _store_secrets(self, salesforce_private_key: str) -> None:
         secrets: dict[str, dict[str, Any]] = {

@@ -1,9 +1,11 @@
 """The AWS half of the cloud on one machine: DynamoDB Local and the (patched) moto server.
 
-Both are real servers on 127.0.0.1 and free ports, started as child processes and stopped with
-them; nothing else is contacted. :class:`LocalStack` starts both, provisions them from
-``template.yaml`` and exposes :attr:`LocalStack.env`: the variables that point boto3 and pynamodb
-(and the functions' settings) at them.
+Both are real servers on free ports, started as child processes and stopped with them; nothing
+else is contacted. moto listens on 127.0.0.1 unless told otherwise (``bind``, for a function in a
+container: see the README); DynamoDB Local listens on every interface, as it has no option for
+it. :class:`LocalStack` starts both, provisions them from ``template.yaml`` and exposes
+:attr:`LocalStack.env`: the variables that point boto3 and pynamodb (and the functions' settings)
+at them.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
 
 from local.aws.provision import REGION, Provisioned, provision
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -42,6 +48,14 @@ OFFLINE_ENV = {
 
 class LocalStackError(RuntimeError):
     """A local server could not be started; the message says what to install or check."""
+
+
+class StartInterrupted(Exception):
+    """A stop was asked for (Ctrl-C) while starting: whatever had started is stopped again."""
+
+    def __init__(self, step: str):
+        super().__init__(f"start interrupted at: {step}")
+        self.step = step
 
 
 def free_port() -> int:
@@ -83,9 +97,11 @@ class Server:
                 env={**os.environ, **OFFLINE_ENV},
             )
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, stop: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                raise StartInterrupted(f"waiting for {self.name}")
             if self.process is not None and self.process.poll() is not None:
                 raise LocalStackError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
             try:
@@ -112,6 +128,9 @@ class LocalStack:
 
     log_dir: Path = field(default_factory=lambda: ROOT / ".local" / "logs")
     template: Path = TEMPLATE
+    bind: str = "127.0.0.1"  # where moto listens; clients always use loopback
+    stop_requested: threading.Event | None = None  # set (by a signal handler) to abandon a start
+    on_step: Callable[[str], None] | None = None  # told each step of the start as it is reached
     dynamodb: Server = field(init=False)
     moto: Server = field(init=False)
     provisioned: Provisioned | None = None
@@ -139,7 +158,7 @@ class LocalStack:
             ddb_port,
         )
         self.moto = Server(
-            "moto", [sys.executable, "-m", "local.aws.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)], moto_port
+            "moto", [sys.executable, "-m", "local.aws.moto_server", "-H", self.bind, "-p", str(moto_port)], moto_port
         )
 
     def start(self) -> LocalStack:
@@ -147,17 +166,28 @@ class LocalStack:
         try:
             self.dynamodb.start(self.log_dir)
             self.moto.start(self.log_dir)
-            self.moto.wait_ready(30)
-            self.dynamodb.wait_ready(60)
+            self._reached("AWS servers launched")
+            self.moto.wait_ready(30, self.stop_requested)
+            self.dynamodb.wait_ready(60, self.stop_requested)
+            self._reached("AWS servers answering")
             self.provision()
+            self._reached("AWS resources provisioned")
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        self.moto.stop()
-        self.dynamodb.stop()
+        try:
+            self.moto.stop()
+        finally:
+            self.dynamodb.stop()
+
+    def _reached(self, step: str) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
+        if self.stop_requested is not None and self.stop_requested.is_set():
+            raise StartInterrupted(step)
 
     def __enter__(self) -> LocalStack:
         return self.start()
