@@ -1045,6 +1045,129 @@ class GoogleSandbox(Sandbox):
                 groups.add(group_id)
             record.groups = groups or {"myContacts"}
 
+    def _response_of(self, mailbox: _Mailbox, name: str, fields: set[str]) -> dict[str, Any]:
+        """A ``PersonResponse`` of the batch methods."""
+        record = mailbox.people.get(name)
+        if record is None or record.deleted:
+            return {
+                "httpStatusCode": 404,
+                "requestedResourceName": name,
+                "status": {"code": 5, "message": "Requested entity was not found."},
+            }
+        return {
+            "httpStatusCode": 200,
+            "person": self._person_out(mailbox, record, fields),
+            "requestedResourceName": name,
+            "status": {},
+        }
+
+    @staticmethod
+    def _batch_size(count: int, limit: int, what: str) -> None:
+        if count == 0 or count > limit:
+            raise HttpError(
+                400, "INVALID_ARGUMENT", f"{what} must contain between 1 and {limit} items.", style="people"
+            )
+
+    @route("GET", r"/v1/people:batchGet")
+    def people_batch_get(self, request: Request) -> Response:
+        """people.getBatchGet: up to 200 ``resourceNames``, one ``PersonResponse`` each, in order."""
+        with self._lock:
+            mailbox = self._people_user(request)
+            fields = self._person_fields(request, "personFields", required=True)
+            names = request.query.get("resourceNames", [])
+            self._batch_size(len(names), 200, "resourceNames")
+            return Response(200, {"responses": [self._response_of(mailbox, n, fields) for n in names]})
+
+    def _read_mask(self, body: dict[str, Any], name: str) -> set[str]:
+        raw = str(body.get(name) or "")
+        fields = {f.strip() for f in raw.split(",") if f.strip()}
+        unknown = sorted(fields - PERSON_FIELDS)
+        if unknown:
+            raise HttpError(400, "INVALID_ARGUMENT", f'Invalid {name} path: "{unknown[0]}".', style="people")
+        return fields
+
+    @route("POST", r"/v1/people:batchCreateContacts")
+    def people_batch_create(self, request: Request) -> Response:
+        """Up to 200 ``contacts[].contactPerson``; ``createdPeople`` in order (``readMask`` empty: no data)."""
+        with self._lock:
+            mailbox = self._people_user(request)
+            body = request.json() or {}
+            _validate_people(body, "_BatchCreateContactsRequest", "")
+            contacts = body.get("contacts") or []
+            self._batch_size(len(contacts), 200, "contacts")
+            fields = self._read_mask(body, "readMask")
+            created = []
+            for contact in contacts:
+                resource_name = f"people/c{random.randint(10**18, 10**19 - 1)}"  # not crypto
+                record = _Record({"resourceName": resource_name}, 0, groups={"myContacts"})
+                self._apply_person(
+                    mailbox, record, contact.get("contactPerson") or {}, _PERSON_LIST_FIELDS | {"memberships"}
+                )
+                self._touch_person(record)
+                mailbox.people[resource_name] = record
+                created.append(self._response_of(mailbox, resource_name, fields))
+            if not fields:
+                for response in created:
+                    response.pop("person")
+            return Response(200, {"createdPeople": created})
+
+    @route("POST", r"/v1/people:batchUpdateContacts")
+    def people_batch_update(self, request: Request) -> Response:
+        """Up to 200 ``contacts`` (resource name → person with its current etag), all or none: one stale etag or
+        unknown person fails the request (400), as People's ``BatchUpdateContactsErrorDetails`` do."""
+        with self._lock:
+            mailbox = self._people_user(request)
+            body = request.json() or {}
+            _validate_people(body, "_BatchUpdateContactsRequest", "")
+            contacts: dict[str, Any] = body.get("contacts") or {}
+            self._batch_size(len(contacts), 200, "contacts")
+            update = self._read_mask(body, "updateMask")
+            if not update:
+                raise HttpError(400, "INVALID_ARGUMENT", "updateMask is required.", style="people")
+            _check_updatable(update)
+            fields = self._read_mask(body, "readMask")
+            records = {}
+            for name, person in contacts.items():
+                record = mailbox.people.get(name)
+                if record is None or record.deleted:
+                    raise HttpError(404, "NOT_FOUND", f"Requested entity was not found: {name}", style="people")
+                if not person.get("etag"):
+                    raise HttpError(400, "INVALID_ARGUMENT", "Request must set person.etag.", style="people")
+                if person["etag"] != record.body["etag"]:
+                    raise HttpError(
+                        400,
+                        "FAILED_PRECONDITION",
+                        f"Request person.etag is different than the current person.etag for {name}. Clear local "
+                        "cache and get the latest person.",
+                        style="people",
+                        status_name="FAILED_PRECONDITION",
+                    )
+                records[name] = record
+            for name, record in records.items():
+                self._apply_person(mailbox, record, contacts[name], update)
+                self._touch_person(record)
+            result = {name: self._response_of(mailbox, name, fields) for name in records}
+            return Response(200, {"updateResult": result})
+
+    @route("POST", r"/v1/people:batchDeleteContacts")
+    def people_batch_delete(self, request: Request) -> Response:
+        """Up to 500 ``resourceNames``, all or none (an unknown one: 404)."""
+        with self._lock:
+            mailbox = self._people_user(request)
+            body = request.json() or {}
+            _validate_people(body, "_BatchDeleteContactsRequest", "")
+            names = body.get("resourceNames") or []
+            self._batch_size(len(names), 500, "resourceNames")
+            records = [mailbox.people.get(n) for n in names]
+            if any(r is None or r.deleted for r in records):
+                raise HttpError(404, "NOT_FOUND", "Requested entity was not found.", style="people")
+            for record in records:
+                assert record is not None
+                record.deleted = True
+                record.groups.clear()
+                self._touch_person(record)
+            return Response(200, {})
+
     @route("DELETE", r"/v1/people/(?P<pid>[^/:]+):deleteContact")
     def people_delete(self, request: Request) -> Response:
         with self._lock:
