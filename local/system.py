@@ -101,9 +101,8 @@ class LocalSystem:
             raise StartInterrupted(step)
 
     def _start(self) -> None:
-        self.stack = self._running.enter_context(
-            LocalStack(bind=self.bind, stop_requested=self.stop_requested, on_step=self.on_step)
-        )
+        self.stack = LocalStack(bind=self.bind, stop_requested=self.stop_requested, on_step=self.on_step)
+        self._running.enter_context(self.stack)
         private_key, public_key = _private_key()
         self.salesforce = SalesforceSandbox(
             consumer_key=SALESFORCE_CONSUMER_KEY, username=SALESFORCE_USERNAME, public_key_pem=public_key

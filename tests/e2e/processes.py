@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -38,10 +39,13 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def listening_address(port: int) -> str:
-    """The IPv4 address a TCP socket listens on at ``port`` (``0.0.0.0`` for every interface)."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        address, hex_port = fields[1].split(":")
-        if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
-            return ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))  # little-endian
+    """The address a TCP socket listens on at ``port``: ``0.0.0.0`` or ``::`` for every interface."""
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                # the kernel prints each 32-bit word of the address in host (little-endian) order
+                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+                return str(ipaddress.ip_address(raw))
     raise AssertionError(f"nothing listens on port {port}")
