@@ -32,6 +32,8 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 from uuid import uuid4
@@ -256,6 +258,7 @@ SCOPE_CONTACTS = "https://www.googleapis.com/auth/contacts"
 SCOPE_GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
 
 PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,addresses,birthdays,memberships,metadata,clientData"
+MAX_GMAIL_BATCH = 50  # calls per Gmail HTTP batch: Gmail takes 100, and advises 50 against rate limiting
 MAX_PEOPLE_BATCH = 200  # batchGet, batchCreateContacts, batchUpdateContacts
 MAX_PEOPLE_DELETE_BATCH = 500  # batchDeleteContacts
 #: The ``clientData`` key of the marker Concord puts on the contacts it creates (see ``create_contact``).
@@ -473,6 +476,7 @@ class GoogleClient:
         *,
         params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool | None = None,
     ) -> httpx.Response:
@@ -483,7 +487,9 @@ class GoogleClient:
         def send() -> httpx.Response:
             token = self._tokens.get(user, scope)
             auth = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            return self.transport.request(method, url, params=params, json=json, headers=auth, retry=retry)
+            return self.transport.request(
+                method, url, params=params, json=json, content=content, headers=auth, retry=retry
+            )
 
         try:
             return send()
@@ -933,11 +939,100 @@ class GoogleClient:
         params = [("format", "metadata"), *(("metadataHeaders", h) for h in MESSAGE_HEADERS)]
         return self._json(SCOPE_GMAIL, user, "GET", self._gmail_url(user, "messages", message_id), params=params)
 
+    def get_messages(self, user: str, message_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Many messages' metadata (as :meth:`get_message`), :data:`MAX_GMAIL_BATCH` per HTTP batch request
+        (``POST /batch/gmail/v1``, multipart/mixed, Gmail's guide advises at most 50): message id → message,
+        None for one that no longer exists. Inner answers that ask for a retry (429, 403 rate limit, 5xx) are
+        sent again in a later batch with the usual backoff; any other inner error raises as it would alone."""
+        query = "&".join(["format=metadata", *(f"metadataHeaders={quote(h)}" for h in MESSAGE_HEADERS)])
+        path = httpx.URL(self._gmail_url(user, "messages")).path
+        batch_url = str(httpx.URL(self.endpoints.gmail).copy_with(path="/batch/gmail/v1", query=None))
+        found: dict[str, dict[str, Any] | None] = {}
+        for chunk in _chunks(list(dict.fromkeys(message_ids)), MAX_GMAIL_BATCH):
+            pending, attempt = chunk, 0
+            while pending:
+                attempt += 1
+                retry = self._gmail_batch(user, batch_url, [f"{path}/{_quote(m)}?{query}" for m in pending], found)
+                pending = [pending[i] for i in retry.indices]
+                if pending:
+                    wait = self.transport.policy.delay(attempt, retry.error.retry_after if retry.error else None)
+                    if retry.error and (
+                        attempt >= self.transport.policy.max_attempts or wait >= self.transport.time_left()
+                    ):
+                        raise retry.error
+                    self.transport.sleep(wait)
+        return found
+
+    def _gmail_batch(
+        self, user: str, batch_url: str, targets: list[str], found: dict[str, dict[str, Any] | None]
+    ) -> _BatchRetry:
+        boundary = "concord_" + uuid4().hex
+        body = (
+            "".join(
+                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{i}>\r\n\r\nGET {t} HTTP/1.1\r\n\r\n"
+                for i, t in enumerate(targets)
+            )
+            + f"--{boundary}--\r\n"
+        )
+        response = self._call(
+            SCOPE_GMAIL,
+            user,
+            "POST",
+            batch_url,
+            content=body.encode(),
+            headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
+            retry=True,  # every inner request is a read
+        )
+        retry = _BatchRetry([], None)
+        for index, status, payload in _batch_parts(response):
+            request = httpx.Request(
+                "GET", self.endpoints.gmail + targets[index].removeprefix(httpx.URL(self.endpoints.gmail).path)
+            )
+            inner = httpx.Response(
+                status, content=payload, headers={"Content-Type": "application/json"}, request=request
+            )
+            error = classify(inner)
+            message_id = targets[index].split("?")[0].rsplit("/", 1)[-1]
+            if error is None:
+                found[message_id] = inner.json()
+            elif isinstance(error, NotFoundError):
+                found[message_id] = None
+            elif isinstance(error, TransientError):
+                retry.indices.append(index)
+                retry.error = error
+            else:
+                raise error
+        return retry
+
 
 if TYPE_CHECKING:
 
     def _conforms(client: GoogleClient) -> GoogleMailbox:
         return client  # mypy proves the client implements the interface the service layer uses
+
+
+@dataclass
+class _BatchRetry:
+    indices: list[int]
+    error: TransientError | None
+
+
+def _batch_parts(response: httpx.Response) -> Iterator[tuple[int, int, bytes]]:
+    """(Content-ID index, status, body) of each inner answer of a multipart/mixed batch answer."""
+    content_type = response.headers.get("Content-Type", "")
+    message = BytesParser().parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + response.content)
+    parts = message.get_payload() if message.is_multipart() else None
+    if not isinstance(parts, list):
+        raise TransientError("google", "a batch answer that is not multipart/mixed")
+    for part in parts:
+        if not isinstance(part, Message):
+            raise TransientError("google", "a batch answer with a malformed part")
+        content_id = str(part.get("Content-ID") or "").strip("<>").removeprefix("response-")
+        raw = part.get_payload(decode=False)
+        raw_bytes = raw.encode() if isinstance(raw, str) else b""
+        head, _, body = raw_bytes.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        yield int(content_id), status, body.strip()
 
 
 def _chunks[T](items: list[T], size: int) -> Iterator[list[T]]:

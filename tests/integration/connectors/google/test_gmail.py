@@ -139,3 +139,22 @@ def test_label_filter_and_stop(google_sandbox: GoogleSandbox, client: GoogleClie
         google_sandbox.deliver_email(USER, sender="a@x.example", to=[USER], subject="after stop")
         assert google_sandbox.wait_pushes()
         assert receiver.received == []
+
+
+def test_many_messages_are_read_in_batches_of_metadata(google_sandbox: GoogleSandbox, client: GoogleClient) -> None:
+    sent = [
+        google_sandbox.deliver_email(USER, sender=f"s{i}@x.example", to=[USER], subject=f"Batch {i}")["id"]
+        for i in range(60)
+    ]
+    client.mailbox_history_id(USER)  # token in hand
+    calls = client.transport.calls
+
+    messages = client.get_messages(USER, [*sent, "0123456789abcdef"])
+
+    assert client.transport.calls - calls == 2  # 61 ids: two HTTP batches, not 61 calls
+    assert messages["0123456789abcdef"] is None
+    first = messages[sent[0]]
+    assert first is not None
+    assert {h["name"] for h in first["payload"]["headers"]} == {"From", "To", "Subject", "Date", "Message-ID"}
+    assert "body" not in first["payload"]
+    assert all(messages[m] is not None for m in sent)

@@ -15,6 +15,7 @@ import pytest
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
 
 from concord.adapters.google import PERSON_FIELDS, SCOPE_CALENDAR, SCOPE_CONTACTS, SCOPE_GMAIL
 from local.sandboxes.server import ca_bundle_path
@@ -206,3 +207,32 @@ def test_gmail_history_messages_and_watch(
         users.history().list(userId="me", startHistoryId=watch["historyId"]).execute()
     assert too_old.value.resp.status == 404
     users.stop(userId="me").execute()
+
+
+def test_gmail_http_batch_as_googleapiclient_sends_it(
+    google_sandbox: GoogleSandbox, google_api: Callable[[str, str, str], Any]
+) -> None:
+    """The endpoint a normal Gmail sync needs to read many messages: the discovery document's ``batchPath``.
+    googleapiclient joins it to the real ``rootUrl`` (not ``api_endpoint``), so the test names the sandbox's."""
+    gmail = google_api("gmail", "v1", SCOPE_GMAIL)
+    sent = [
+        google_sandbox.deliver_email(USER, sender="ada@a.example", to=[USER], subject=f"B{i}")["id"] for i in range(3)
+    ]
+    gmail.users().getProfile(userId="me").execute()  # credentials hold a token, refreshed over the sandbox's CA
+    answers: dict[str, Any] = {}
+
+    def collect(request_id: str, response: Any, exception: Any) -> None:
+        answers[request_id] = exception or response
+
+    batch = BatchHttpRequest(callback=collect, batch_uri=f"{google_sandbox.url}/batch/gmail/v1")
+    for message_id in [*sent, "0123456789abcdef"]:
+        batch.add(
+            gmail.users().messages().get(userId="me", id=message_id, format="metadata", metadataHeaders=["Subject"]),
+            request_id=message_id,
+        )
+    batch.execute()
+
+    assert [answers[m]["payload"]["headers"] for m in sent] == [
+        [{"name": "Subject", "value": f"B{i}"}] for i in range(3)
+    ]
+    assert isinstance(answers["0123456789abcdef"], HttpError) and answers["0123456789abcdef"].resp.status == 404
