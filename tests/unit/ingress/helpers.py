@@ -245,6 +245,16 @@ def outbound_message(notifications: int = 2, *, org_id: str = ORG_ID, start: int
     )
 
 
+def outbound_event(body: str | None = None) -> dict[str, Any]:
+    """The API Gateway event of an Outbound Message (the fixture's, or with ``body``)."""
+    from tests.support.events import load_event
+
+    event = load_event("salesforce_webhook/outbound_message")
+    if body is not None:
+        event["body"] = body
+    return event
+
+
 def graph_batch(count: int, *, client_state: str = CONTACTS_STATE, subscription: str = CONTACTS_SUB) -> str:
     """A Graph notification POST body with ``count`` contact updates."""
     values = [

@@ -50,7 +50,7 @@ class NoticeSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """How many notices one delivery put on the queue, and whether it was a replay (then none now)."""
+    """How many notices this delivery put on the queue (0 for a replay), and whether it was a replay."""
 
     enqueued: int
     replayed: bool
@@ -109,4 +109,8 @@ class Enqueuer:
             raise Rejected(503, "change notices could not be enqueued; retry later") from None
         except (IdempotencyPersistenceLayerError, BotoCoreError, ClientError):
             raise Rejected(503, "temporarily unable to record or enqueue the delivery; retry later") from None
-        return Delivery(enqueued=int(result["enqueued"]), replayed=bool(result.get("replayed", False)))
+        if result.get("replayed", False):
+            # The stored response holds the first delivery's count; this one put nothing on the queue,
+            # and the log, the NoticesEnqueued metric and the answer report what happened now.
+            return Delivery(enqueued=0, replayed=True)
+        return Delivery(enqueued=int(result["enqueued"]), replayed=False)
