@@ -25,7 +25,7 @@ def link(sf: str | None = "003A", mb: str | None = "AAMk-1", **changes: Any) -> 
         mailbox_id=mb,
         salesforce_version="v1",
         mailbox_version="m1",
-        salesforce_values={"email": ("a@example.com",), "last_name": "Doe", "share": 0.1},
+        salesforce_values={"email": ("a@example.com",), "last_name": "Doe", "rank": 3},
         mailbox_values={"email": ("a@example.com",), "last_name": "Doe"},
     )
     return replace(state, **changes)
