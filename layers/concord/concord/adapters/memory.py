@@ -90,8 +90,7 @@ class MemoryLinkStore:
             losers = self._commit(list(zip(links, news, strict=True)))
         if losers:
             raise LinkConflict([codec.primary_key(given) for given in losers])
-        lost = {id(given) for given in losers}
-        return [new for given, new in zip(links, news, strict=True) if id(given) not in lost]
+        return news
 
     def delete(self, link: StoredLink) -> None:
         with self._lock:
