@@ -6,7 +6,9 @@ duplicated, reordered and dropped, a periodic full reconcile, then quiesce and c
 - every live record is linked exactly once, no person exists twice on a side (records entered on both
   sides are matched, not duplicated), and both sides hold the same values;
 - each link's snapshot holds what each side holds (echo safety: the next plan starts from the truth);
-- the latest edit of a field survives unless a recorded decision overrode it;
+- the latest edit of a field survives unless a recorded decision overrode it; a clear made before the
+  pair's first sync may also be filled in by a recorded first-sync ``blank`` decision (DESIGN.md: only
+  the snapshot proves a deliberate clear; a blank never wins a first sync);
 - a record deleted on one side is never re-created on that side, nor its survivor re-linked, by any
   later notice or reconcile (a tombstone stops late notices).
 
@@ -25,9 +27,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from concord.core import ConnectionOptions, LinkState, MailboxRecord, Plan, SalesforceRecord, plan
+from concord.core import ConnectionOptions, LinkState, MailboxRecord, Plan, SalesforceRecord, default_mapping, plan
 
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
+# A Salesforce REST read returns every field the integration user can read, null when empty (a key
+# left out means a field it cannot read: plan.py leaves such a field alone).
+SF_READABLE = dict.fromkeys(
+    top for rule in default_mapping().compile("contact", "Contact", "graph").fields for top in rule.sf_tops
+)
 # canonical field → (Salesforce field, Graph field); values drawn from a small lossless set
 FIELDS = {
     "title": ("Title", "jobTitle"),
@@ -50,6 +57,7 @@ class Sync(RuleBasedStateMachine):
         self.ids = itertools.count(1)
         self.edits: dict[tuple[str, str, str], tuple[str, int]] = {}  # (side, id, field) → (value, time)
         self.overrides: list[tuple[str | None, str | None, str, int]] = []
+        self.first_sync_fills: list[tuple[str | None, str | None, str, int]] = []
         self.writes: dict[tuple[str, str], int] = {}
         self.human: dict[str, int] = {}
         self.created_for: dict[str, int] = {}
@@ -172,7 +180,7 @@ class Sync(RuleBasedStateMachine):
                 return link
         return None
 
-    def sync(self, side: str, record_id: str) -> None:  # noqa: PLR0912 (the fake worker: one branch per operation)
+    def sync(self, side: str, record_id: str) -> None:  # noqa: C901, PLR0912 (the fake worker: one branch per operation)
         link = self._find(side, record_id)
         sf_id = link.salesforce_id if link else (record_id if side == "salesforce" else None)
         mb_id = link.mailbox_id if link else (record_id if side == "mailbox" else None)
@@ -218,6 +226,8 @@ class Sync(RuleBasedStateMachine):
         for decision in result.decisions:
             if decision.overridden is not None:
                 self.overrides.append((new_sf, new_mb, decision.field, next(self.clock)))
+            elif decision.kind == "blank" and link is None:
+                self.first_sync_fills.append((new_sf, new_mb, decision.field, next(self.clock)))
         if result.new_link is not None:
             stored = result.new_link.with_ids(
                 salesforce_id=new_sf,
@@ -248,7 +258,7 @@ class Sync(RuleBasedStateMachine):
             return None
         if sf_id not in self.sf:
             return SalesforceRecord(id=sf_id, sobject="Contact", deleted=True)
-        return SalesforceRecord(id=sf_id, sobject="Contact", data=dict(self.sf[sf_id]))
+        return SalesforceRecord(id=sf_id, sobject="Contact", data={**SF_READABLE, **self.sf[sf_id]})
 
     def _mb_record(self, mb_id: str | None) -> MailboxRecord | None:
         if mb_id is None:
@@ -308,9 +318,10 @@ class Sync(RuleBasedStateMachine):
         when, value = max(edits)
         if value == final:
             return
+        decisions = self.overrides + (self.first_sync_fills if value == "" else [])
         decided = any(
             name == field and at > when and (sf_id == link.salesforce_id or mb_id == link.mailbox_id)
-            for sf_id, mb_id, name, at in self.overrides
+            for sf_id, mb_id, name, at in decisions
         )
         assert decided, f"edit {field}={value!r} lost without a recorded decision (final {final!r})"
 

@@ -131,16 +131,31 @@ def test_first_sync_records_the_value_it_replaces_and_never_lets_a_blank_win() -
     # THEN the mailbox's title is replaced and the decision says whose value was lost...
     title = decisions["title"]
     assert (title.kind, title.result, title.write_to, title.overridden) == ("first_sync", "VP", "mailbox", "mailbox")
-    # ...and Salesforce's blank department, though newer, does not clear the mailbox's value
+    # ...and Salesforce's blank department, though newer, does not clear the mailbox's value; with no
+    # snapshot the blank is not known to be an edit, so filling it in overrides nobody
     department = decisions["department"]
-    assert (department.kind, department.result, department.write_to) == ("blank", "Research", "salesforce")
+    assert (department.kind, department.result, department.write_to, department.overridden) == (
+        "blank",
+        "Research",
+        "salesforce",
+        None,
+    )
 
 
-def test_a_blank_never_overwrites_a_value() -> None:
-    # GIVEN the mailbox clears the title WHEN planned THEN Salesforce's value is restored in the mailbox
-    result = plan("contact", _contact_link(), _sf(), _mb(jobTitle=""), OPTS, now=NOW)
-    assert result.decisions[0].kind == "blank"
-    assert [(op.side, dict(op.body)) for op in result.writes] == [("mailbox", {"jobTitle": "CTO"})]
+def test_a_blank_never_wins_a_conflict() -> None:
+    # GIVEN Salesforce changes the title while the mailbox clears it (mailbox modified later)
+    result = plan(
+        "contact",
+        _contact_link(),
+        _sf(Title="VP"),
+        _mb(jobTitle="", lastModifiedDateTime="2026-01-06T10:00:00Z"),
+        OPTS,
+        now=NOW,
+    )
+    # THEN Salesforce's value is restored in the mailbox and the mailbox's clear is recorded as overridden
+    (decision,) = result.decisions
+    assert (decision.kind, decision.overridden) == ("blank", "mailbox")
+    assert [(op.side, dict(op.body)) for op in result.writes] == [("mailbox", {"jobTitle": "VP"})]
 
 
 @pytest.mark.parametrize("direction", ["to_mailbox", "to_salesforce"])

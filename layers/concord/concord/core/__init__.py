@@ -5,9 +5,10 @@ Start at :func:`plan` (plan.py's docstring walks through its steps). The pieces:
 - ``records``: canonical Contact, Event, EmailActivity; ``normalize``/``timezones``: comparison forms;
 - ``mapping`` (+ ``default_mapping.yaml``, ``catalog``, ``paths``, ``transforms``): the YAML field mapping,
   validated with file:line errors and compiled once;
-- ``merge``: the three-way per-field merge and its policies;
+- ``merge``: the three-way per-field merge, its conflict policies and clear policies;
 - ``matching``: finding an existing record before creating one;
-- ``state``: records, link state (JSON round-trip) and connection options;
+- ``state``: records, link state (JSON round-trip; ``with_ids``/``settle_relation``/``with_values`` for
+  what the worker learns while executing a plan) and connection options;
 - ``guards``: the mass-delete guard over a batch of plans.
 
 Nothing here imports boto3, botocore, httpx, pynamodb or Powertools (a lint rule enforces it).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from concord.core.guards import GuardVerdict, check_mass_delete, hold_deletes
 from concord.core.mapping import MappingError, MappingSet, ObjectKind, default_mapping, load_mapping
-from concord.core.merge import Direction, Policy
+from concord.core.merge import Clears, Direction, Policy
 from concord.core.normalize import Value
 from concord.core.plan import Action, Decision, Operation, Plan, plan
 from concord.core.records import Contact, EmailActivity, Event
@@ -25,6 +26,7 @@ from concord.core.state import ConnectionOptions, DeleteLimits, LinkState, Mailb
 
 __all__ = [
     "Action",
+    "Clears",
     "ConnectionOptions",
     "Contact",
     "Decision",

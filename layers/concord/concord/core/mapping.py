@@ -6,6 +6,9 @@ File shape (see ``default_mapping.yaml``, the mapping Concord ships)::
     contacts:                       # also: events, emails
       salesforce_objects: [Contact, Lead]
       salesforce_defaults: {}       # extra fields of a Salesforce create (emails: Status, TaskSubtype)
+      required_defaults:            # per sObject: fills a required field left blank by a create
+        Lead:
+          Company: {sources: [], value: "[not provided]"}
       fields:
         - name: title               # the canonical name (snapshot key, record attribute)
           salesforce: Title         # or a list (composite transforms), or {Contact: …, Lead: …}
@@ -16,7 +19,31 @@ File shape (see ``default_mapping.yaml``, the mapping Concord ships)::
           transform: text           # a name from transforms.REGISTRY (default text)
           read_only: false          # the Salesforce field is read-only (formula, system)
           attendee_visible: false   # events: a change attendees see (subject, time, location, body)
+          private_content: false    # events: tells what a private event is about (see below)
+          clears: propagate         # propagate | keep: what a deliberate one-sided clear does (merge.py)
           options: {}               # transform options, e.g. {end: true}
+
+Required fields. Salesforce refuses a create without its required fields (``REQUIRED_FIELD_MISSING``):
+a Contact's and a Lead's ``LastName``, a Lead's ``Company``. ``required_defaults`` names, per sObject,
+the required fields and how a create fills them when the mapped value is blank: the first of
+``sources`` that gives a value, else the literal ``value``. Sources: ``display_name`` (the mailbox's
+display name, Graph ``displayName`` / Google ``names[0].displayName``, less a leading first name; nothing
+when it is only the first name), ``email_local_part`` (the address before ``@``), or a canonical field
+name of the section. The shipped mapping (``default_mapping.yaml``) fills ``LastName`` from the display
+name, then the email's local part, else ``(unknown)``, and a Lead's ``Company`` with ``[not provided]``
+(the placeholder Salesforce's own Web-to-Lead uses). A required field is also never cleared by a sync:
+a deliberate clear in the mailbox is not written to it (decision ``required``).
+
+Clears. ``clears: propagate`` (the default): a deliberate one-sided clear (the field held a value, one
+side blanked it, the other side did not change) is written to the other side. ``clears: keep``: the
+value is restored instead. A blank never wins a conflict or a first sync, whatever the option. The
+shipped mapping keeps clears of ``company`` (a Contact's Account is relational: a mailbox clear must
+not detach the Contact from its Account).
+
+Private events. With the connection's ``sync_private_events`` off, a linked event that turns private
+still sends ``IsPrivate`` to Salesforce, but the fields marked ``private_content`` (subject, location,
+description, attendees in the shipped mapping) are no longer updated either way while it stays private
+(see plan.py).
 
 Errors: every mistake found is reported, each as ``file:line: section.fields[i] (label): message``
 (:class:`MappingError`). Line numbers come from PyYAML's composed nodes, so they point at the entry or
@@ -44,7 +71,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from concord.core.catalog import MAILBOX_KEYS, salesforce_access
-from concord.core.merge import Direction, Policy  # noqa: TC001  (pydantic resolves them at runtime)
+from concord.core.merge import Clears, Direction, Policy  # noqa: TC001  (pydantic resolves them at runtime)
 from concord.core.paths import Path, PathError, parse_path
 from concord.core.transforms import REGISTRY, Rule, Transform
 
@@ -52,6 +79,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "REQUIRED_SOURCES",
     "SECTIONS",
     "FieldEntry",
     "FieldRule",
@@ -60,6 +88,7 @@ __all__ = [
     "MappingSet",
     "ObjectKind",
     "ObjectMapping",
+    "RequiredDefault",
     "Section",
     "default_mapping",
     "load_mapping",
@@ -87,7 +116,23 @@ class FieldEntry(BaseModel):
     transform: str | None = None
     read_only: bool = False
     attendee_visible: bool = False
+    private_content: bool = False
+    clears: Clears = "propagate"
     options: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+#: the derived sources a required default may name (besides the section's canonical field names)
+REQUIRED_SOURCES: Final = ("display_name", "email_local_part")
+
+
+class RequiredDefault(BaseModel):
+    """How a create fills one required Salesforce field left blank: the first of ``sources`` with a
+    value, else ``value`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: list[str] = Field(default_factory=list)
+    value: str = Field(min_length=1)
 
 
 class Section(BaseModel):
@@ -97,6 +142,7 @@ class Section(BaseModel):
 
     salesforce_objects: list[str] = Field(min_length=1)
     salesforce_defaults: dict[str, str | int | bool] = Field(default_factory=dict)
+    required_defaults: dict[str, dict[str, RequiredDefault]] = Field(default_factory=dict)
     fields: list[FieldEntry] = Field(min_length=1)
 
 
@@ -124,11 +170,16 @@ class FieldRule(Rule):
 
     __slots__ = (
         "attendee_visible",
+        "clears",
         "direction",
         "label",
         "policy",
+        "private_content",
         "read_only",
         "relates",
+        "relation_set",
+        "required",
+        "sf_tops",
         "transform",
     )
 
@@ -146,6 +197,9 @@ class FieldRule(Rule):
         attendee_visible: bool,
         options: Mapping[str, Any],
         relates: bool,
+        clears: Clears = "propagate",
+        private_content: bool = False,
+        required: bool = False,
     ) -> None:
         super().__init__(name, sf_paths, mb_path, options)
         self.label = label
@@ -155,6 +209,14 @@ class FieldRule(Rule):
         self.read_only = read_only
         self.attendee_visible = attendee_visible
         self.relates = relates
+        #: a set of related records (attendees, participants): merged by membership, see plan.py
+        self.relation_set = relates and transform.name in _RELATION_SETS
+        self.clears: Clears = clears
+        self.private_content = private_content
+        #: a Salesforce field of this entry is required (``required_defaults``): never cleared
+        self.required = required
+        #: the top-level keys of the Salesforce record this entry reads (absent: not readable)
+        self.sf_tops = tuple(dict.fromkeys(path.top for path in sf_paths))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +229,8 @@ class ObjectMapping:
     fields: tuple[FieldRule, ...]
     salesforce_defaults: Mapping[str, Any]
     fingerprint: str
+    #: required Salesforce field → how a create fills it when blank
+    required_defaults: Mapping[str, RequiredDefault] = dataclass_field(default_factory=dict)
     #: the plan's per-connection bindings of these fields, built on first use (plan.py ``_bind``)
     bound: dict[Any, Any] = dataclass_field(default_factory=dict, compare=False, repr=False)
 
@@ -205,6 +269,7 @@ class MappingSet:
         if section is None or sobject not in section.salesforce_objects:
             raise KeyError(f"{self.source}: no mapping for {kind} with Salesforce object {sobject!r}")
         rules: list[FieldRule] = []
+        required = section.required_defaults.get(sobject, {})
         for entry in section.fields:
             fields = _salesforce_fields(entry.salesforce, sobject)
             mb_text: str | None = getattr(entry, provider)
@@ -225,9 +290,13 @@ class MappingSet:
                 read_only=read_only,
                 attendee_visible=entry.attendee_visible,
                 options=dict(entry.options),
-                relates=False,
+                relates=transform.relates(
+                    Rule(entry.name, sf_paths, mb_path, dict(entry.options)), _probe_context(provider, sobject)
+                ),
+                clears=entry.clears,
+                private_content=entry.private_content,
+                required=any(field in required for field in fields),
             )
-            rule.relates = bool(sf_paths) and transform.relates(rule, _probe_context(provider, sobject))
             rules.append(rule)
         return ObjectMapping(
             kind=kind,
@@ -236,6 +305,7 @@ class MappingSet:
             fields=tuple(rules),
             salesforce_defaults=dict(section.salesforce_defaults),
             fingerprint=self.fingerprint,
+            required_defaults=dict(required),
         )
 
 
@@ -369,6 +439,28 @@ def _check(model: MappingFile, reporter: _Reporter) -> None:
             if sobject not in ("Contact", "Lead", "Event", "Task"):
                 reporter.add((section_name, "salesforce_objects"), f"unknown Salesforce object {sobject!r}")
         _check_section(kind, section_name, section, reporter)
+        _check_required(section_name, section, reporter)
+
+
+def _check_required(section_name: str, section: Section, reporter: _Reporter) -> None:
+    names = {entry.name for entry in section.fields}
+    for sobject, defaults in section.required_defaults.items():
+        loc: Loc = (section_name, "required_defaults", sobject)
+        if sobject not in section.salesforce_objects:
+            reporter.add(loc, f"Salesforce object {sobject!r} is not in this section")
+            continue
+        for field, default in defaults.items():
+            access = salesforce_access(sobject, field)
+            if access is None:
+                reporter.add((*loc, field), f"unknown Salesforce field {field!r} on {sobject}")
+            elif access != "rw":
+                reporter.add((*loc, field), f"Salesforce field {field!r} on {sobject} is not a writable field")
+            for position, source in enumerate(default.sources):
+                if source not in REQUIRED_SOURCES and source not in names:
+                    reporter.add(
+                        (*loc, field, "sources", position),
+                        f"unknown source {source!r} (use {', '.join(REQUIRED_SOURCES)} or a field name)",
+                    )
 
 
 def _check_section(kind: ObjectKind, section_name: str, section: Section, reporter: _Reporter) -> None:  # noqa: C901, PLR0912, PLR0915 (one linear pass; splitting it would scatter the rules)
@@ -456,6 +548,7 @@ def _check_section(kind: ObjectKind, section_name: str, section: Section, report
 
 
 _RELATING: Final = frozenset({"attendees", "participants", "account_name"})
+_RELATION_SETS: Final = frozenset({"attendees", "participants"})
 
 
 @cache

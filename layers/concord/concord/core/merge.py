@@ -14,11 +14,21 @@ Rules, in order (a decision names the one that applied):
    time goes to Salesforce), ``salesforce_wins_unless_blank`` / ``mailbox_wins_unless_blank`` (that side
    wins the conflict), ``salesforce_always`` / ``mailbox_always`` (that side wins whenever the values
    differ, even when only the other side changed: the other side's edits are reverted).
-3. A value always beats a blank: a blank winner is replaced by the other side's value, so a cleared field
-   is restored rather than the clear being copied (this is the same for every policy).
+3. Blanks. A *deliberate clear*, which only the snapshot can prove (the field held a value on the side
+   that blanked it, and the other side did not change since the last sync), is a change like any other
+   with ``clears: propagate`` (the default, decision ``clear``): the other side is cleared too, except
+   a required Salesforce field, which is never blanked (decision ``required``, nothing written, the
+   divergence remembered). Every other blank loses to a value (decision ``blank``): a blank never wins a
+   conflict, a first sync, or a clear under ``clears: keep``; the value is restored on the blank side.
+   ``overridden`` then names the blank side when its blank was an edit (a conflict, ``keep``), and no
+   side on a first sync: with no snapshot a blank is not known to be an edit, so filling it in discards
+   nothing, whichever side's record is newer (DESIGN.md: "a blank never wins ... a first sync").
 4. Direction: a winner is written only where the field's effective direction lets it flow (a read-only
    Salesforce field flows only toward the mailbox). Otherwise nothing is written and the divergence is
    remembered in the snapshot.
+
+Sets of related records (attendees, email participants) are not merged here: plan.py merges them by
+membership (each side receives the other side's additions and removals).
 """
 
 from __future__ import annotations
@@ -30,8 +40,10 @@ if TYPE_CHECKING:
     from concord.core.normalize import Value
 
 __all__ = [
+    "CLEARS",
     "DIRECTIONS",
     "POLICIES",
+    "Clears",
     "Direction",
     "FieldOutcome",
     "Policy",
@@ -49,8 +61,10 @@ type Policy = Literal[
     "mailbox_always",
 ]
 type Winner = Literal["salesforce", "mailbox"]
+type Clears = Literal["propagate", "keep"]
 
 DIRECTIONS: Final = ("both", "to_salesforce", "to_mailbox")
+CLEARS: Final = ("propagate", "keep")
 POLICIES: Final = (
     "most_recent",
     "salesforce_wins_unless_blank",
@@ -69,9 +83,10 @@ class FieldOutcome:
     """What the merge decided for one field.
 
     ``write_to`` is the side to write ``value`` to (or ``None``); ``kind`` is ``flow`` (a one-sided
-    change), ``conflict``, ``blank`` (a blank lost to a value), ``direction`` (not written: the direction
-    forbids it), ``first_sync`` or ``policy`` (an ``*_always`` policy reverted an edit); ``overridden``
-    is the side whose new value was discarded, if any.
+    change), ``conflict``, ``blank`` (a blank lost to a value), ``clear`` (a deliberate clear
+    propagated), ``required`` (a clear not written to a required Salesforce field), ``direction`` (not
+    written: the direction forbids it), ``first_sync`` or ``policy`` (an ``*_always`` policy reverted
+    an edit); ``overridden`` is the side whose new value was discarded, if any.
     """
 
     value: Value
@@ -108,11 +123,14 @@ def merge_field(
     can_write_salesforce: bool,
     can_write_mailbox: bool,
     salesforce_newer: bool | None,
+    clears: Clears = "propagate",
+    salesforce_required: bool = False,
 ) -> FieldOutcome | None:
     """Merge one field (see the module docstring). ``None`` means nothing to do or say.
 
     ``salesforce_newer`` is the comparison of the two records' last-modified times (``None`` when
-    unknown or equal) and only matters to ``most_recent``.
+    unknown or equal) and only matters to ``most_recent``. ``clears`` is the field's clear policy;
+    ``salesforce_required``: the Salesforce field may not be blanked.
     """
     merged = merge_values(
         label,
@@ -125,6 +143,8 @@ def merge_field(
         can_write_salesforce,
         can_write_mailbox,
         salesforce_newer,
+        clears,
+        salesforce_required,
     )
     return None if merged is None else FieldOutcome(*merged)
 
@@ -133,7 +153,7 @@ type Merged = tuple[Value, Winner | None, str, str, Winner | None]
 """:class:`FieldOutcome`'s fields as a tuple: ``(value, write_to, kind, reason, overridden)``."""
 
 
-def merge_values(  # noqa: PLR0913 (positional on purpose: the plan calls it once per changed field)
+def merge_values(  # noqa: PLR0912, PLR0913 (positional on purpose: the plan's hot path; the docstring's rules in order)
     label: str,
     salesforce: Value,
     mailbox: Value,
@@ -144,6 +164,8 @@ def merge_values(  # noqa: PLR0913 (positional on purpose: the plan calls it onc
     can_write_salesforce: bool,
     can_write_mailbox: bool,
     salesforce_newer: bool | None,
+    clears: Clears = "propagate",
+    salesforce_required: bool = False,
 ) -> Merged | None:
     """:func:`merge_field` with positional arguments and a plain tuple result (the plan's hot path)."""
     if salesforce == mailbox:
@@ -188,11 +210,24 @@ def merge_values(  # noqa: PLR0913 (positional on purpose: the plan calls it onc
 
     value = salesforce if winner == "salesforce" else mailbox
     if _blank(value):
-        loser = _OTHER[winner]
-        kind, overridden = "blank", winner
-        value = mailbox if loser == "mailbox" else salesforce
-        story += f"; a blank never overwrites data, keep {_NAME[loser]}'s {fmt(value)}"
-        winner = loser
+        held = base_salesforce if winner == "salesforce" else base_mailbox
+        if kind == "flow" and clears == "propagate" and not _blank(held):
+            if winner == "mailbox" and salesforce_required:
+                return (
+                    value,
+                    None,
+                    "required",
+                    f"{label}: {story} → not written to Salesforce (a required field is never cleared)",
+                    None,
+                )
+            kind = "clear"
+            story += f"; a deliberate clear of {fmt(held)}"
+        else:
+            # A blank loses to a value; a first-sync blank is not known to be an edit, so filling it in
+            # discards nothing.
+            kind, overridden, winner = "blank", winner if has_base else None, _OTHER[winner]
+            value = salesforce if winner == "salesforce" else mailbox
+            story += f"; a blank never overwrites data, keep {_NAME[winner]}'s {fmt(value)}"
 
     target = _OTHER[winner]
     if not (can_write_mailbox if target == "mailbox" else can_write_salesforce):

@@ -7,40 +7,76 @@ the sync log shows and what the CLI's dry run prints (:meth:`Plan.explain`).
 
 The steps, in order:
 
+0. **Unsyncable data**: ``plan`` never raises for data it cannot sync. A value no transform can read
+   (``transforms.UnsyncableValue`` or any other ``ValueError``: an unknown time zone, a malformed date)
+   makes the plan a ``skip`` whose reason starts ``cannot sync:``; the stored link is kept unchanged.
 1. **Tombstone**: a pair unlinked by a delete plans nothing, ever: a late or repeated notice cannot bring
    a deleted record back, nor make a second copy of its survivor.
-2. **Deletes** of a linked record: with ``propagate_deletes`` the other side is deleted too (never a
-   meeting the user does not organise, never a logged email's Task), else the pair is only unlinked. The
-   link becomes a tombstone either way. The mass-delete guard (guards.py) works on a batch of plans.
-3. **Version check**: both versions equal to the stored ones (same mapping) → nothing, without reading a
+2. **Series and cancellations** (events): a series master, an occurrence or an exception (Graph ``type``
+   seriesMaster/occurrence/exception or ``seriesMasterId``; Google ``recurrence`` or
+   ``recurringEventId``; Salesforce ``IsRecurrence2`` and its kin) is never written anywhere as a
+   stand-alone event until series are supported: a ``skip`` with the reason, link kept. Recurring
+   candidates are never matched. A cancelled mailbox meeting (Graph ``isCancelled``, Google ``status:
+   "cancelled"``) is handled exactly as a deleted mailbox record (step 3); unlinked, it plans nothing.
+3. **Deletes** of a linked record: with ``propagate_deletes`` the other side is deleted too (never a
+   meeting the user does not organise or whose organiser cannot be established, never a logged email's
+   Task), else the pair is only unlinked. The link becomes a tombstone either way. The mass-delete guard
+   (guards.py) works on a batch of plans.
+4. **Version check**: both versions equal to the stored ones (same mapping) → nothing, without reading a
    field. A version bump alone reads and compares the content and writes nothing if it is unchanged.
-4. **Filters** (Lightning Sync's): private events, default calendar only, the contact sync folder/group,
-   the event time window. Out of scope: nothing is created or written (an existing link is kept).
-5. **No link yet**: match the record against ``candidates`` from the other side before any create
+5. **Filters** (Lightning Sync's): private events (new ones only, see step 7), default calendar only, the
+   contact sync folder/group, the event time window. Out of scope: nothing is created or written (an
+   existing link is kept).
+6. **No link yet**: match the record against ``candidates`` from the other side before any create
    (matching.py: contacts by email, Contact before Lead, then first + last name + company; events by
    iCalendar UID, then subject + start + end). One match → link and merge as a first sync; two or more →
-   an ambiguity, logged, nothing written; none → create on the other side and link.
-6. **Merge** every mapped field three ways (merge.py) with the per-connection, per-object and per-field
-   direction; only fields whose value differs are written (update patches are provider JSON).
-7. **Meetings** (events with attendees, mailbox side): the user's own meetings only; Salesforce → mailbox
-   updates only in ``invitation_mode`` and only when a field attendees see changed (``attendee_visible``
-   in the mapping). Held writes are reported and remembered in the snapshot, so they are not retried.
+   an ambiguity, logged, nothing written; none → create on the other side and link. A create in
+   Salesforce fills required fields left blank from the mapping's ``required_defaults`` (mapping.py).
+7. **Left alone** (with a note saying why; no write either way, snapshot unchanged):
+   - a field the Salesforce integration user cannot read (field-level security). Contract for the
+     worker: the Salesforce record's ``data`` holds every mapped field the user can read, ``null`` when
+     empty (as the REST API returns it); a key *absent* from ``data`` means "cannot read", never blank;
+   - with ``sync_private_events`` off, the ``private_content`` fields (subject, location, description,
+     attendees) of a linked event that is private on either side. The private flag itself still syncs,
+     so an event that turns private after linking sends ``IsPrivate: true`` to Salesforce (where private
+     events are visible only to their owner) and stops exposing later changes of what it is about; the
+     content Salesforce already held is not masked (it was shared while public; masking it would only
+     destroy it). With the option on, a private event syncs every field as usual.
+8. **Merge** every other mapped field three ways (merge.py: deliberate clears, blanks, policies) with the
+   per-connection, per-object and per-field direction; only fields whose value differs are written
+   (update patches are provider JSON). Sets of related records (attendees, participants) merge by
+   membership (:func:`_merge_set`): each side receives the other's additions and removals and keeps what
+   only it holds, so an attendee Salesforce cannot hold is never removed from the meeting.
+9. **Meetings** (events, mailbox side): the user's own meetings only (an organiser that cannot be
+   established is someone else's); Salesforce → mailbox updates only in ``invitation_mode`` and only when
+   a field attendees see changed (``attendee_visible`` in the mapping). Held writes are reported and
+   remembered in the snapshot, so they are not retried.
 
 Echo safety: the new snapshot holds, per side, the canonical value each side holds *after* the writes
 (settled through the transform), so planning again with the written records plans nothing.
+
+Relations, the worker's contract. Salesforce relates an attendee or participant only when the address
+resolves to a Contact, Lead or User (``EventRelation``/``TaskWhoRelation``). A ``relate`` operation's
+body is ``{"relation", "emails" (the whole set wanted), "add", "remove"}``; the plan stores the wanted set
+as Salesforce's snapshot and remembers ``add`` in ``new_link.unconfirmed``. After executing it, the worker
+should call ``new_link.settle_relation(field, held)`` with the addresses of ``body["emails"]`` that
+Salesforce now relates (``field`` is the operation's ``fields[0]``). If it does not (a crash, an old
+worker), the next plan still treats an unconfirmed address missing from Salesforce as never held, not as
+removed. ``LinkState.with_values(side, {field: value})`` records any other value the worker learnt a side
+holds after a write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from concord.core.mapping import FieldRule, MappingSet, ObjectKind, ObjectMapping, default_mapping
 from concord.core.matching import find_match
-from concord.core.merge import Merged, Policy, merge_values
+from concord.core.merge import Merged, Policy, fmt, merge_values
 from concord.core.normalize import Value, parse_datetime
 from concord.core.records import Contact, EmailActivity, Event, record_from_values
 from concord.core.state import ConnectionOptions, LinkState, MailboxRecord, SalesforceRecord, Side
@@ -208,12 +244,41 @@ def plan(
         A :class:`Plan`. ``plan`` never raises for data it cannot sync: it plans a ``skip`` with a reason.
     """
     mapping = mapping or default_mapping()
+    try:
+        return _plan(kind, link, salesforce, mailbox, options, candidates, mapping, now)
+    except ValueError as error:
+        # Data no transform can read (transforms.UnsyncableValue, an unknown time zone, a malformed
+        # date): this pair is skipped and logged; the rest of the batch goes on.
+        return _skip(kind, link, f"cannot sync: {error}")
+
+
+def _plan(  # noqa: PLR0913 (plan()'s arguments, passed on)
+    kind: ObjectKind,
+    link: LinkState | None,
+    salesforce: SalesforceRecord | None,
+    mailbox: MailboxRecord | None,
+    options: ConnectionOptions,
+    candidates: Sequence[SalesforceRecord | MailboxRecord],
+    mapping: MappingSet,
+    now: datetime | None,
+) -> Plan:
     if link is not None and link.is_tombstone:
         return _skip(kind, link, f"deleted earlier ({link.deleted_side} side); a tombstone stops late notices")
+    cancelled = False
+    if kind == "event":
+        series = _series(salesforce) or _series(mailbox)
+        if series is not None:
+            return _skip(kind, link, f"{series}: recurring series are not synced yet, never as stand-alone events")
+        if mailbox is not None and not mailbox.deleted and _cancelled(mailbox):
+            if link is None:
+                return _skip(kind, None, "meeting cancelled in the mailbox: nothing to create or link")
+            cancelled = True
+            mailbox = replace(mailbox, deleted=True)
+        candidates = [candidate for candidate in candidates if _series(candidate) is None]
     sf_gone = salesforce is None or salesforce.deleted
     mb_gone = mailbox is None or mailbox.deleted
     if link is not None and (sf_gone or mb_gone):
-        return _plan_delete(kind, link, salesforce, mailbox, options, mapping)
+        return _plan_delete(kind, link, salesforce, mailbox, options, mapping, cancelled=cancelled)
     if link is None:
         if sf_gone and mb_gone:
             return _skip(kind, None, "no record on either side")
@@ -278,7 +343,10 @@ def _bind(om: ObjectMapping, options: ConnectionOptions, kind: ObjectKind) -> _B
     return bound
 
 
-def _is_organiser(mailbox: MailboxRecord, options: ConnectionOptions) -> bool:
+def _is_organiser(mailbox: MailboxRecord, options: ConnectionOptions) -> bool | None:
+    """Does the mailbox user organise this event? ``None`` when the record cannot tell: Graph's
+    ``isOrganizer`` is missing, and Google left out ``organizer.self`` (it omits it when false) with no
+    ``user_email`` to compare the organiser's address with. Callers treat ``None`` as someone else's."""
     data = mailbox.data
     flag = data.get("isOrganizer")
     if isinstance(flag, bool):
@@ -293,7 +361,50 @@ def _is_organiser(mailbox: MailboxRecord, options: ConnectionOptions) -> bool:
             address = inner.get("address")
         if isinstance(address, str) and options.user_email:
             return address.strip().lower() == options.user_email.strip().lower()
-    return True
+    return None
+
+
+def _not_organised(mailbox: MailboxRecord, options: ConnectionOptions) -> str | None:
+    """Why this event is someone else's, or ``None`` when the user organises it."""
+    mine = _is_organiser(mailbox, options)
+    if mine is None:
+        return "the meeting's organiser cannot be established, so it is treated as someone else's"
+    return None if mine else "the user does not organise this meeting"
+
+
+_SERIES_TYPES: Final = frozenset({"seriesMaster", "occurrence", "exception"})
+_SF_SERIES_FLAGS: Final = ("IsRecurrence", "IsRecurrence2", "IsRecurrence2Exception", "IsRecurrence2Exclusion")
+
+
+def _series(record: SalesforceRecord | MailboxRecord | None) -> str | None:
+    """Why an event belongs to a recurring series, or ``None``. Graph: ``type`` seriesMaster /
+    occurrence / exception, or a ``seriesMasterId``; Google: ``recurrence`` rules (a series) or a
+    ``recurringEventId`` (an instance); Salesforce (Event field reference): ``IsRecurrence`` /
+    ``RecurrenceActivityId`` (legacy series and occurrences), ``IsRecurrence2`` and its exception and
+    exclusion flags, or a ``Recurrence2PatternText``."""
+    if record is None or record.deleted:
+        return None
+    data = record.data
+    if isinstance(record, SalesforceRecord):
+        flags = [flag for flag in _SF_SERIES_FLAGS if data.get(flag) is True]
+        if flags:
+            return f"Salesforce recurring event ({flags[0]})"
+        if data.get("RecurrenceActivityId") or data.get("Recurrence2PatternText"):
+            return "Salesforce recurring event (occurrence of a series)"
+        return None
+    kind = data.get("type")
+    if isinstance(kind, str) and kind in _SERIES_TYPES:
+        return f"mailbox recurring event ({kind})"
+    if data.get("seriesMasterId") or data.get("recurringEventId"):
+        return "mailbox recurring event (an instance of a series)"
+    if data.get("recurrence"):
+        return "mailbox recurring event (series)"
+    return None
+
+
+def _cancelled(mailbox: MailboxRecord) -> bool:
+    """Graph ``isCancelled`` or Google ``status: "cancelled"``: handled as a delete of the meeting."""
+    return mailbox.data.get("isCancelled") is True or mailbox.data.get("status") == "cancelled"
 
 
 def _out_of_scope(
@@ -302,7 +413,12 @@ def _out_of_scope(
     values: Mapping[str, Value],
     options: ConnectionOptions,
     now: datetime | None,
+    *,
+    linked: bool = False,
 ) -> str | None:
+    """Why a record is out of the connection's scope (Lightning Sync's filters), or ``None``. The
+    private filter only keeps *new* private events out: a linked event that turns private stays in
+    scope so that ``IsPrivate`` reaches Salesforce (plan.py's step 4)."""
     if kind == "contact" and mailbox is not None:
         if options.provider == "graph" and options.contact_folder_id is not None:
             folder = mailbox.data.get("parentFolderId")
@@ -319,7 +435,7 @@ def _out_of_scope(
                 return "filter: contact is not in the sync contact group"
     if kind != "event":
         return None
-    if not options.sync_private_events and values.get("private") is True:
+    if not linked and not options.sync_private_events and values.get("private") is True:
         return "filter: private events do not sync (option off)"
     if options.default_calendar_only and mailbox is not None and not mailbox.in_default_calendar:
         return "filter: event is not in the default calendar"
@@ -371,6 +487,8 @@ def _plan_delete(
     mailbox: MailboxRecord | None,
     options: ConnectionOptions,
     mapping: MappingSet,
+    *,
+    cancelled: bool = False,
 ) -> Plan:
     sf_gone = salesforce is None or salesforce.deleted
     mb_gone = mailbox is None or mailbox.deleted
@@ -388,15 +506,15 @@ def _plan_delete(
             notes.append(f"{reason}; delete propagation is off → unlink only")
         elif options.direction(kind) == "to_salesforce" or kind == "email":
             notes.append(f"{reason}; the direction does not reach the mailbox → unlink only")
-        elif kind == "event" and not _is_organiser(mailbox, options):
-            notes.append(f"{reason}; the user does not organise this meeting → unlink only")
+        elif kind == "event" and (someone_else := _not_organised(mailbox, options)) is not None:
+            notes.append(f"{reason}; {someone_else} → unlink only")
         else:
             ops.append(Operation("delete", "mailbox", kind, mailbox.id, reason=f"{reason} → delete in mailbox"))
             deleted_side = "both"
     else:
         assert salesforce is not None
         deleted_side = "mailbox"
-        reason = "mailbox item deleted"
+        reason = "meeting cancelled in the mailbox (handled as a delete)" if cancelled else "mailbox item deleted"
         if not options.propagate_deletes:
             notes.append(f"{reason}; delete propagation is off → unlink only")
         elif options.direction(kind) == "to_mailbox" or kind == "email":
@@ -420,6 +538,7 @@ def _plan_delete(
         status="tombstone",
         deleted_side=deleted_side,
         mapping_fingerprint=mapping.fingerprint,
+        unconfirmed=link.unconfirmed,
     )
     ops.append(Operation("unlink", "link", kind, None, reason="; ".join(notes) or "deleted → unlink"))
     return Plan(kind=kind, operations=tuple(ops), new_link=tombstone, values=link.salesforce_values, notes=tuple(notes))
@@ -486,7 +605,7 @@ def _plan_unlinked(
     return _plan_create(kind, om, source_side, source, values, options, ctx)
 
 
-def _plan_create(
+def _plan_create(  # noqa: C901, PLR0912 (one pass over the fields, per side)
     kind: ObjectKind,
     om: ObjectMapping,
     source_side: Side,
@@ -497,6 +616,7 @@ def _plan_create(
 ) -> Plan:
     body: dict[str, Any] = {}
     relates: list[Operation] = []
+    unconfirmed: dict[str, tuple[str, ...]] = {}
     target_values: dict[str, Value] = {}
     written: list[str] = []
     for rule in om.fields:
@@ -513,18 +633,21 @@ def _plan_create(
             rule.transform.write_mb(rule, value, body, None, ctx)
             target_values[rule.name] = rule.transform.settle_mb(value, ctx)
         elif rule.relates:
+            relation = rule.transform.relation(rule, None, value, ctx)
             relates.append(
                 Operation(
                     "relate",
                     "salesforce",
                     om.sobject,
                     None,
-                    body=rule.transform.relation(rule, None, value, ctx),
+                    body=relation,
                     fields=(rule.name,),
                     reason=f"{rule.label}: relate the new record",
                 )
             )
             target_values[rule.name] = value
+            if rule.relation_set and relation.get("add"):
+                unconfirmed[rule.name] = tuple(relation["add"])
         else:
             rule.transform.write_sf(rule, value, body, None, ctx)
             target_values[rule.name] = rule.transform.settle_sf(value, ctx)
@@ -553,6 +676,7 @@ def _plan_create(
         ops: tuple[Operation, ...] = (create,)
     else:
         body = {**om.salesforce_defaults, **body}
+        notes = _fill_required(om, source, values, body, target_values, ctx)
         create = Operation(
             "create",
             "salesforce",
@@ -571,6 +695,7 @@ def _plan_create(
             salesforce_values=target_values,
             mailbox_values=values,
             mapping_fingerprint=om.fingerprint,
+            unconfirmed=unconfirmed,
         )
         ops = (create, *relates)
     link_op = Operation("link", "link", kind, None, reason="link the new record")
@@ -579,7 +704,61 @@ def _plan_create(
         operations=(*ops, link_op),
         new_link=link,
         values=values if source_side == "salesforce" else target_values,
+        notes=notes if source_side == "mailbox" else (),
     )
+
+
+def _fill_required(
+    om: ObjectMapping,
+    source: SalesforceRecord | MailboxRecord,
+    values: Mapping[str, Value],
+    body: dict[str, Any],
+    target_values: dict[str, Value],
+    ctx: Context,
+) -> tuple[str, ...]:
+    """Fill the required Salesforce fields a create would leave blank (``required_defaults``, mapping.py)
+    so that it is never refused with ``REQUIRED_FIELD_MISSING``; the snapshot holds what was written."""
+    notes: list[str] = []
+    filled: set[str] = set()
+    for field_name, default in om.required_defaults.items():
+        current = body.get(field_name)
+        if isinstance(current, str) and current.strip():
+            continue
+        found: str | None = None
+        for name in default.sources:
+            found = _required_source(name, source, values)
+            if found:
+                break
+        body[field_name] = found or default.value
+        filled.add(field_name)
+        notes.append(f"{field_name}: required by Salesforce and blank → filled with {body[field_name]!r}")
+    for rule in om.fields:
+        if any(path.top in filled for path in rule.sf_paths):
+            target_values[rule.name] = rule.transform.read_sf(rule, body, ctx)
+    return tuple(notes)
+
+
+def _required_source(name: str, source: SalesforceRecord | MailboxRecord, values: Mapping[str, Value]) -> str | None:
+    """One source of a required default (mapping.py's ``required_defaults``), or ``None``."""
+    if name == "email_local_part":
+        address = values.get("email")
+        local = address.split("@", 1)[0].strip() if isinstance(address, str) else ""
+        return local or None
+    if name == "display_name":
+        data = source.data
+        shown = data.get("displayName")
+        names = data.get("names")
+        if shown is None and isinstance(names, list) and names and isinstance(names[0], Mapping):
+            shown = names[0].get("displayName")
+        if not isinstance(shown, str) or not shown.strip():
+            return None
+        words = shown.split()
+        first = values.get("first_name")
+        if isinstance(first, str) and words[: len(first.split())] == first.split():
+            words = words[len(first.split()) :]  # "Ada Lovelace" with first name "Ada" → "Lovelace"
+        return " ".join(words) or None
+    value = values.get(name)
+    return value if isinstance(value, str) and value.strip() else None
 
 
 # ---------------------------------------------------------------- the pair
@@ -589,7 +768,7 @@ type _Pending = tuple[FieldRule, Merged, Value, Value]
 """A field the merge decided something about: (rule, merge outcome, Salesforce value, mailbox value)."""
 
 
-def _plan_pair(
+def _plan_pair(  # noqa: PLR0913 (the pair, its link and the plan's context)
     kind: ObjectKind,
     link: LinkState | None,
     salesforce: SalesforceRecord,
@@ -599,27 +778,23 @@ def _plan_pair(
     now: datetime | None,
     created: None,
 ) -> Plan:
-    """Read both records, merge every field (:func:`_merge_fields`), write the outcomes
-    (:func:`_write_outcomes`) and link the pair with the snapshot after the writes."""
+    """Read both records, leave alone the fields that may not be compared (:func:`_left_alone`), merge
+    every other field (:func:`_merge_fields`), write the outcomes (:func:`_write_outcomes`) and link the
+    pair with the snapshot after the writes."""
     om = mapping.compile(kind, salesforce.sobject, options.provider)
     bound = _bind(om, options, kind)
     sf_values = bound.read("salesforce", salesforce.data)
     mb_values = bound.read("mailbox", mailbox.data)
-    scope = _out_of_scope(kind, mailbox, sf_values, options, now) or (
-        _out_of_scope(kind, None, mb_values, options, now) if kind == "event" else None
+    scope = _out_of_scope(kind, mailbox, sf_values, options, now, linked=link is not None) or (
+        _out_of_scope(kind, None, mb_values, options, now, linked=link is not None) if kind == "event" else None
     )
     if scope is not None:
         if link is None:
             return _skip(kind, None, scope)
-        kept = LinkState(
-            **{
-                **_link_fields(link),
-                "salesforce_version": salesforce.current_version,
-                "mailbox_version": mailbox.current_version,
-            }
-        )
+        kept = replace(link, salesforce_version=salesforce.current_version, mailbox_version=mailbox.current_version)
         return _skip(kind, kept, scope)
 
+    left_alone = _left_alone(om, link, salesforce, sf_values, mb_values, options)
     pending = _merge_fields(bound, link, salesforce, mailbox, sf_values, mb_values)
     held = _meeting_hold(kind, mailbox, pending, options)
     # The values read become the snapshot, changed in place by the writes (pending holds the originals).
@@ -666,20 +841,67 @@ def _plan_pair(
         )
     if not ops:
         ops.append(Operation("skip", "link", kind, None, {}, (), "no field changed"))
-    new_link = _linked(
-        kind,
-        salesforce.sobject,
-        salesforce.id,
-        mailbox.id,
-        None if (sf_patch or written.relates) else salesforce.current_version,
-        None if mb_patch else mailbox.current_version,
-        new_sf,
-        new_mb,
-        om.fingerprint,
+    # A relation read this time settles what was unconfirmed; one left alone keeps it for later.
+    unconfirmed = {name: found for name, found in (link.unconfirmed if link else {}).items() if name in left_alone}
+    unconfirmed.update(written.unconfirmed)
+    new_link = LinkState(
+        kind=kind,
+        salesforce_object=salesforce.sobject,
+        salesforce_id=salesforce.id,
+        mailbox_id=mailbox.id,
+        salesforce_version=None if (sf_patch or written.relates) else salesforce.current_version,
+        mailbox_version=None if mb_patch else mailbox.current_version,
+        salesforce_values=new_sf,
+        mailbox_values=new_mb,
+        mapping_fingerprint=om.fingerprint,
+        unconfirmed=unconfirmed,
     )
     decisions = written.decisions
-    notes = (f"meeting: {held}",) if held is not None and any(d.kind == "held" for d in decisions) else ()
+    notes = tuple(left_alone.values())
+    if held is not None and any(d.kind == "held" for d in decisions):
+        notes += (f"meeting: {held}",)
     return Plan(kind, tuple(ops), tuple(decisions), new_link, new_sf, notes)
+
+
+def _left_alone(
+    om: ObjectMapping,
+    link: LinkState | None,
+    salesforce: SalesforceRecord,
+    sf_values: dict[str, Value],
+    mb_values: dict[str, Value],
+    options: ConnectionOptions,
+) -> dict[str, str]:
+    """The fields this sync must neither compare nor write, each with its reason; their values read are
+    replaced by the snapshot's (``None`` before the first sync), so the merge sees no change and the
+    snapshot stays as it was.
+
+    - A Salesforce field the integration user cannot read (field-level security): the REST record leaves
+      the key out, where a readable empty field is present with ``null``. Its absence is not a blank.
+    - A linked event that is private with ``sync_private_events`` off: its ``private_content`` fields
+      (the private flag itself still syncs, so Salesforce learns that it is private)."""
+    data = salesforce.data
+    found: dict[str, str] = {}
+    for rule in om.fields:
+        if not all(top in data for top in rule.sf_tops):
+            found[rule.name] = (
+                f"{rule.label}: not readable by the Salesforce integration user (field-level security) → left alone"
+            )
+    if (
+        om.kind == "event"
+        and link is not None
+        and not options.sync_private_events
+        and (sf_values.get("private") is True or mb_values.get("private") is True)
+    ):
+        for rule in om.fields:
+            if rule.private_content:
+                found.setdefault(
+                    rule.name,
+                    f"{rule.label}: a private event (private events do not sync) → no longer updated either way",
+                )
+    for name in found:
+        sf_values[name] = link.salesforce_values.get(name) if link is not None else None
+        mb_values[name] = link.mailbox_values.get(name) if link is not None else None
+    return found
 
 
 def _merge_fields(
@@ -691,23 +913,13 @@ def _merge_fields(
     mb_values: Mapping[str, Value],
 ) -> list[_Pending]:
     """The three-way merge (merge.py) of every field whose values differ and changed since the
-    snapshot; equal or already-decided fields are skipped without building anything."""
+    snapshot; equal or already-decided fields are skipped without building anything. Relation sets
+    (attendees, participants) are merged by membership (:func:`_merge_set`)."""
+    if link is None:
+        return _merge_first_sync(bound, salesforce, mailbox, sf_values, mb_values)
     pending: list[_Pending] = []
     newer: bool | None = None
     timed = False  # record times only matter to a conflict: parse them lazily, once
-    if link is None:  # first sync: every difference is a conflict
-        for rule, to_sf, to_mb in bound.fields:
-            name = rule.name
-            s = sf_values[name]
-            m = mb_values[name]
-            if s == m:
-                continue
-            if not timed:
-                newer, timed = _salesforce_newer(salesforce, mailbox), True
-            outcome = merge_values(rule.label, s, m, None, None, False, rule.policy, to_sf, to_mb, newer)
-            if outcome is not None:
-                pending.append((rule, outcome, s, m))
-        return pending
     base_sf = link.salesforce_values
     base_mb = link.mailbox_values
     if sf_values == base_sf and mb_values == base_mb:
@@ -716,26 +928,125 @@ def _merge_fields(
         name = rule.name
         s = sf_values[name]
         m = mb_values[name]
-        if s == m:
-            continue
         bs = base_sf.get(name)
         bm = base_mb.get(name)
+        if rule.relation_set:
+            if s != bs or m != bm:
+                pending += _merge_set(rule, s, m, bs, bm, link.unconfirmed.get(name, ()), to_sf, to_mb)
+            continue
+        if s == m:
+            continue
         if s == bs and m == bm:
             continue
         if not timed and s != bs and m != bm:
             newer, timed = _salesforce_newer(salesforce, mailbox), True
-        outcome = merge_values(rule.label, s, m, bs, bm, True, rule.policy, to_sf, to_mb, newer)
+        outcome = merge_values(
+            rule.label, s, m, bs, bm, True, rule.policy, to_sf, to_mb, newer, rule.clears, rule.required
+        )
         if outcome is not None:
             pending.append((rule, outcome, s, m))
+    return pending
+
+
+def _merge_first_sync(
+    bound: _Bound,
+    salesforce: SalesforceRecord,
+    mailbox: MailboxRecord,
+    sf_values: Mapping[str, Value],
+    mb_values: Mapping[str, Value],
+) -> list[_Pending]:
+    """:func:`_merge_fields` with no snapshot: every difference is a conflict."""
+    pending: list[_Pending] = []
+    newer: bool | None = None
+    timed = False
+    for rule, to_sf, to_mb in bound.fields:
+        name = rule.name
+        s = sf_values[name]
+        m = mb_values[name]
+        if s == m:
+            continue
+        if rule.relation_set:
+            pending += _merge_set(rule, s, m, None, None, None, to_sf, to_mb)
+            continue
+        if not timed:
+            newer, timed = _salesforce_newer(salesforce, mailbox), True
+        outcome = merge_values(
+            rule.label, s, m, None, None, False, rule.policy, to_sf, to_mb, newer, rule.clears, rule.required
+        )
+        if outcome is not None:
+            pending.append((rule, outcome, s, m))
+    return pending
+
+
+def _merge_set(  # noqa: PLR0913 (one field's values, snapshot and directions)
+    rule: FieldRule,
+    s: Value,
+    m: Value,
+    bs: Value,
+    bm: Value,
+    unconfirmed: tuple[str, ...] | None,
+    to_sf: bool,
+    to_mb: bool,
+) -> list[_Pending]:
+    """Merge a set of related records (attendees, participants) by membership: each side receives the
+    other side's additions and removals since the snapshot, and keeps what only it holds. Salesforce
+    holds only addresses that resolve to a Contact, Lead or User, so the sides legitimately differ by
+    the addresses it cannot hold: copying one side's set over the other would remove them from the
+    meeting. An address a relate asked for (``unconfirmed``) and Salesforce does not hold was never
+    held, so its absence is no removal. ``unconfirmed`` ``None``: a first sync, where both sets are
+    additions (the result is their union)."""
+    sf_now = set(s) if isinstance(s, tuple) else set()
+    mb_now = set(m) if isinstance(m, tuple) else set()
+    if unconfirmed is None:
+        sf_base: set[str] = set()
+        mb_base: set[str] = set()
+        kind = "first_sync"
+    else:
+        sf_base = (set(bs) if isinstance(bs, tuple) else set()) - (set(unconfirmed) - sf_now)
+        mb_base = set(bm) if isinstance(bm, tuple) else set()
+        kind = "flow"
+    sf_added, sf_removed = sf_now - sf_base, sf_base - sf_now
+    mb_added, mb_removed = mb_now - mb_base, mb_base - mb_now
+    if unconfirmed is not None and (sf_added or sf_removed) and (mb_added or mb_removed):
+        kind = "conflict"  # both changed: each side's changes still reach the other, none is lost
+    pending: list[_Pending] = []
+    sides: tuple[tuple[Side, set[str], set[str], set[str], bool], ...] = (
+        ("mailbox", mb_now, sf_added, sf_removed, to_mb),
+        ("salesforce", sf_now, mb_added, mb_removed, to_sf),
+    )
+    for target, now_set, added, removed, allowed in sides:
+        result = (now_set | added) - removed
+        if result == now_set:
+            continue
+        source = "Salesforce" if target == "mailbox" else "mailbox"
+        change = "; ".join(
+            part
+            for part in (
+                f"added {fmt(tuple(sorted(added - now_set)))}" if added - now_set else "",
+                f"removed {fmt(tuple(sorted(removed & now_set)))}" if removed & now_set else "",
+            )
+            if part
+        )
+        story = f"{rule.label}: {'first sync, ' if kind == 'first_sync' else ''}{source} {change}"
+        value: Value = tuple(sorted(result)) or None
+        name = "Salesforce" if target == "salesforce" else "mailbox"
+        merged: Merged = (
+            (value, target, kind, f"{story} → write to {name}", None)
+            if allowed
+            else (value, None, "direction", f"{story} → not written to {name} (direction of this field)", None)
+        )
+        pending.append((rule, merged, s, m))
     return pending
 
 
 class _Written:
     """What :func:`_write_outcomes` produced: the patches, relate operations and decisions."""
 
-    __slots__ = ("decisions", "mb_fields", "mb_patch", "relates", "sf_fields", "sf_patch")
+    __slots__ = ("decisions", "mb_fields", "mb_patch", "relates", "sf_fields", "sf_patch", "unconfirmed")
 
     def __init__(self) -> None:
+        #: relation-set field → the addresses its relate adds (LinkState.unconfirmed)
+        self.unconfirmed: dict[str, tuple[str, ...]] = {}
         self.sf_patch: dict[str, Any] = {}
         self.mb_patch: dict[str, Any] = {}
         self.relates: list[Operation] = []
@@ -763,17 +1074,12 @@ def _write_outcomes(
             reason = f"{reason.rsplit(' → write to', 1)[0]} → held: {held}"
         if write_to == "salesforce":
             if rule.relates:
+                body = rule.transform.relation(rule, s, result, ctx)
                 out.relates.append(
-                    Operation(
-                        "relate",
-                        "salesforce",
-                        salesforce.sobject,
-                        salesforce.id,
-                        body=rule.transform.relation(rule, s, result, ctx),
-                        fields=(rule.name,),
-                        reason=reason,
-                    )
+                    Operation("relate", "salesforce", salesforce.sobject, salesforce.id, body, (rule.name,), reason)
                 )
+                if rule.relation_set and body.get("add"):
+                    out.unconfirmed[rule.name] = tuple(body["add"])
             else:
                 rule.transform.write_sf(rule, result, out.sf_patch, salesforce.data, ctx)
                 out.sf_fields.append(rule.name)
@@ -808,8 +1114,9 @@ def _meeting_hold(
     to_mailbox = [rule for rule, outcome, _, _ in pending if outcome[1] == "mailbox"]
     if not to_mailbox:
         return None
-    if not _is_organiser(mailbox, options):
-        return "the user does not organise this meeting, so it is never written"
+    someone_else = _not_organised(mailbox, options)
+    if someone_else is not None:
+        return f"{someone_else}, so it is never written"
     attendees = mailbox.data.get("attendees")
     if not attendees:
         return None

@@ -5,7 +5,7 @@ because the worker keeps it in DynamoDB.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -122,7 +122,12 @@ class LinkState:
     - ``status`` ``tombstone``: the pair was unlinked because ``deleted_side`` was deleted. A tombstone is
       never revived: any later notice for either id plans nothing. Keep it while the surviving record
       exists (``deleted_side`` ``salesforce``/``mailbox``) and, when ``both`` are gone, for longer than the
-      longest redelivery window (Salesforce: 24 h; the store's TTL, not the core, enforces that).
+      longest redelivery window (Salesforce: 24 h; the store's TTL, not the core, enforces that);
+    - ``unconfirmed``: per relation-set field (attendees, participants), the addresses a planned
+      ``relate`` asked Salesforce to hold that no read has shown it holding yet. Salesforce relates only
+      addresses that resolve to a Contact, Lead or User, so the next plan treats an unconfirmed address
+      missing from Salesforce as never held, not as removed (plan.py). :meth:`settle_relation` settles
+      them at once when the worker knows the outcome.
     """
 
     kind: ObjectKind
@@ -136,6 +141,7 @@ class LinkState:
     status: LinkStatus = "linked"
     deleted_side: DeletedSide | None = None
     mapping_fingerprint: str | None = None
+    unconfirmed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def is_tombstone(self) -> bool:
@@ -163,6 +169,25 @@ class LinkState:
             mailbox_version=mailbox_version or self.mailbox_version,
         )
 
+    def with_values(self, side: Side, values: Mapping[str, Value]) -> LinkState:
+        """A copy whose snapshot holds ``values`` (canonical field values) for ``side``: what the worker
+        learnt a side really holds after executing the plan. Other fields keep their snapshot values."""
+        if side == "salesforce":
+            return replace(self, salesforce_values={**self.salesforce_values, **values})
+        return replace(self, mailbox_values={**self.mailbox_values, **values})
+
+    def settle_relation(self, field_name: str, held: Iterable[str]) -> LinkState:
+        """A copy after the worker executed a ``relate`` operation for ``field_name`` (``attendees``,
+        ``participants``): ``held`` are the addresses of the operation's ``body["emails"]`` that Salesforce
+        now relates (those that resolved to a Contact, Lead or User). The Salesforce snapshot becomes
+        exactly that set and the field's unconfirmed addresses are settled, so the next sync sees no change
+        that nobody made, and never removes an attendee from the mailbox because Salesforce cannot hold it.
+        """
+        canonical = tuple(sorted({address.strip().lower() for address in held if address and address.strip()}))
+        unconfirmed = {name: found for name, found in self.unconfirmed.items() if name != field_name}
+        settled = replace(self, unconfirmed=unconfirmed)
+        return settled.with_values("salesforce", {field_name: canonical or None})
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (inverse of :meth:`from_dict`)."""
         return {
@@ -176,6 +201,7 @@ class LinkState:
             "status": self.status,
             "deleted_side": self.deleted_side,
             "mapping_fingerprint": self.mapping_fingerprint,
+            "unconfirmed": {name: list(found) for name, found in self.unconfirmed.items()},
         }
 
     @classmethod
@@ -194,6 +220,7 @@ class LinkState:
             status=data.get("status", "linked"),
             deleted_side=data.get("deleted_side"),
             mapping_fingerprint=data.get("mapping_fingerprint"),
+            unconfirmed={name: tuple(found) for name, found in (data.get("unconfirmed") or {}).items()},
         )
 
 
@@ -224,6 +251,9 @@ class ConnectionOptions:
       (``None``: unbounded);
     - ``invitation_mode``: Salesforce → mailbox updates to meetings with attendees are allowed (they mail
       every attendee);
+    - ``sync_private_events`` off also governs an event that turns private after it was linked: its
+      ``IsPrivate`` still reaches Salesforce, but its ``private_content`` fields (mapping.py) are no
+      longer updated while it stays private;
     - ``user_email``: the mailbox owner's address (organiser check when the provider does not say);
     - ``new_contact_object``: what a mailbox contact without a match becomes in Salesforce;
     - ``phone_region``: the region of phone numbers written without a country code;
