@@ -13,6 +13,16 @@ Wire format (version 1): compact JSON, ``None`` fields left out, e.g.::
 A queue message carries one or more notices (see :func:`encode_message`): a JSON array of notices,
 or, as a single notice was first written, one notice object. Readers accept both.
 
+Deletes: a ``change`` notice with ``"deleted": true`` says the sender reported the record deleted (a
+Change Data Capture ``DELETE`` or ``GAP_DELETE``). It stays a ``change``, an optional field rather
+than a new :data:`Kind`, for two reasons: an optional field is compatible within ``v: 1`` where a new
+kind is not (a worker that does not know it would dead-letter the notice), and the worker's handling
+is the same re-read either way. The worker reads Salesforce with ``queryAll`` and honours
+``IsDeleted``, which finds a deleted record while it sits in the recycle bin; ``deleted`` is what
+still tells it the record is gone once it has been purged (then ``queryAll`` finds nothing) or
+when the delete reached it before the read could show it. An ``UNDELETE`` is a plain change (the
+record exists again). Absent means "not known to be deleted", never "known to exist".
+
 Compatibility: adding an *optional* field is a compatible change within ``v: 1`` (readers ignore
 fields they do not know, so an old worker survives a newer ingress during a deploy); any other change
 (renaming, a new required field, a changed meaning) is ``v: 2``, and the worker must read both until
@@ -99,6 +109,7 @@ class ChangeNotice(BaseModel):
     notification id, CDC transaction key, Pub/Sub message id, …): the key to recognise a redelivery.
     ``connection_id`` is ``None`` for Salesforce-sourced notices: a Salesforce record can belong to
     several connections, and the worker resolves them from the record it re-reads (its owner).
+    ``deleted`` is ``True`` when the sender said the record was deleted (see the module docstring).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
@@ -113,6 +124,7 @@ class ChangeNotice(BaseModel):
     source_version: _Text | None = None
     provider_event_id: _Text
     subscription_id: _Text | None = None
+    deleted: Literal[True] | None = None
     received_at: datetime = Field(default_factory=_utc_now)
 
     @field_validator("received_at")
@@ -126,6 +138,8 @@ class ChangeNotice(BaseModel):
     def _consistent(self) -> Self:
         if self.kind == "change" and self.record_id is None:
             raise ValueError("a change notice needs a record_id")
+        if self.deleted and self.kind != "change":
+            raise ValueError("only a change notice can say its record was deleted")
         if self.kind in ("reauthorize", "recreate_subscription") and self.subscription_id is None:
             raise ValueError(f"a {self.kind} notice needs a subscription_id")
         if self.source != "salesforce" and self.connection_id is None:

@@ -268,6 +268,21 @@ def test_change_events_through_eventbridge(
     assert [r["status"] for r in results] == ["enqueued", "echo", "enqueued"]
 
 
+def test_gap_events_through_eventbridge_name_their_records(
+    aws: LocalStack, runner: LocalRunner, salesforce: SalesforceSandbox
+) -> None:
+    salesforce.cdc_sink = lambda event: runner.put_event(event)
+    first, second = (r["Id"] for r in salesforce.live_records("Contact")[:2])
+
+    salesforce.emit_gap("Contact", "GAP_UPDATE", [first, second])
+    assert sorted((n.kind, n.record_id, n.deleted) for n in drain(aws)) == sorted(
+        [("change", first, None), ("change", second, None)]
+    )
+    salesforce.emit_gap("Contact", "GAP_DELETE", [first])
+    [gone] = drain(aws)
+    assert (gone.kind, gone.record_id, gone.deleted) == ("change", first, True)
+
+
 def test_change_event_delivered_twice_is_enqueued_once(
     aws: LocalStack, runner: LocalRunner, salesforce: SalesforceSandbox
 ) -> None:

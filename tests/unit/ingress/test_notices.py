@@ -72,6 +72,8 @@ def test_received_at_is_normalized_to_utc() -> None:
         {"source": "google", "object_type": "email", "provider_event_id": "x", "kind": "catch_up"},  # no connection
         {"source": "salesforce", "object_type": "account", "provider_event_id": "x", "record_id": "r"},
         {"v": 2, "source": "salesforce", "object_type": "lead", "provider_event_id": "x", "record_id": "r"},
+        {"source": "salesforce", "object_type": "lead", "provider_event_id": "x", "kind": "catch_up", "deleted": True},
+        {"source": "salesforce", "object_type": "lead", "provider_event_id": "x", "record_id": "r", "deleted": False},
     ],
 )
 def test_inconsistent_notices_are_refused(fields: dict[str, object]) -> None:
@@ -92,6 +94,14 @@ def test_unknown_fields_are_ignored_within_version_1() -> None:
         }
     )
     assert ChangeNotice.from_message(body).record_id == "r"
+
+
+def test_a_delete_is_a_change_that_says_so_and_only_then_carries_the_flag() -> None:
+    gone = ChangeNotice(source="salesforce", object_type="lead", record_id="r", provider_event_id="x", deleted=True)
+    kept = ChangeNotice(source="salesforce", object_type="lead", record_id="r", provider_event_id="y")
+    assert '"deleted":true' in gone.to_message() and "deleted" not in kept.to_message()
+    assert ChangeNotice.from_message(gone.to_message()) == gone
+    assert (gone.kind, kept.deleted) == ("change", None)
 
 
 def _lead(n: int) -> ChangeNotice:

@@ -7,6 +7,7 @@ import pytest
 from concord.adapters.queue import EnqueueError
 from concord.ingress.apps.salesforce_events import EnqueueFailed, SalesforceEvents
 from concord.ingress.salesforce_cdc import is_echo
+from concord.notices import ChangeNotice
 from tests.support.events import load_event
 from tests.unit.ingress.helpers import CONTEXT, FakeQueue, fake_deps, settings
 
@@ -73,15 +74,64 @@ def test_echo_detection(origin: str | None, echo: bool) -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        {"changeType": "GAP_UPDATE", "changeOrigin": ""},
         {"changeType": "GAP_OVERFLOW", "recordIds": ["000000000000000AAA"], "changeOrigin": ""},
         {"changeType": "UPDATE", "recordIds": ["003*"]},
+        {"changeType": "GAP_UPDATE", "recordIds": ["003*"], "changeOrigin": ""},
     ],
 )
-def test_gaps_and_overflows_enqueue_one_catch_up(handler: SalesforceEvents, deps: Deps, header: dict[str, Any]) -> None:
+def test_overflows_and_wildcards_enqueue_one_catch_up(
+    handler: SalesforceEvents, deps: Deps, header: dict[str, Any]
+) -> None:
     assert handler.handle(_event(**header), CONTEXT)["enqueued"] == 1
     [notice] = _queue(deps).notices
     assert notice["kind"] == "catch_up" and notice["object_type"] == "contact" and "record_id" not in notice
+
+
+IDS = ["0035g00000ADALVAA1", "0035g00000CHBABAA3"]
+
+
+@pytest.mark.parametrize(
+    ("change_type", "deleted"),
+    [
+        ("GAP_CREATE", None),
+        ("GAP_UPDATE", None),
+        ("GAP_UNDELETE", None),
+        ("GAP_DELETE", True),
+    ],
+)
+def test_gap_events_name_the_records_to_reread(
+    handler: SalesforceEvents, deps: Deps, change_type: str, deleted: bool | None
+) -> None:
+    # Gap events come from changes that need not move SystemModstamp: a watermark catch-up could miss them.
+    result = handler.handle(_event(changeType=change_type, recordIds=IDS, changeOrigin=""), CONTEXT)
+    assert result["enqueued"] == 2
+    notices = _queue(deps).notices
+    assert [(n["kind"], n["record_id"], n.get("deleted")) for n in notices] == [
+        ("change", record_id, deleted) for record_id in IDS
+    ]
+
+
+def test_a_wildcard_beside_real_ids_catches_up_and_rereads_the_real_ones(handler: SalesforceEvents, deps: Deps) -> None:
+    handler.handle(_event(changeType="GAP_UPDATE", recordIds=["003*", IDS[0]], changeOrigin=""), CONTEXT)
+    assert sorted((n["kind"], n.get("record_id", "")) for n in _queue(deps).notices) == [
+        ("catch_up", ""),
+        ("change", IDS[0]),
+    ]
+
+
+def test_a_delete_says_the_record_is_gone(handler: SalesforceEvents, deps: Deps) -> None:
+    handler.handle(_event(changeType="DELETE", recordIds=IDS), CONTEXT)
+    notices = [ChangeNotice.from_message(body) for body in _queue(deps).bodies]
+    assert [(n.kind, n.record_id, n.deleted) for n in notices] == [("change", rid, True) for rid in IDS]
+
+
+@pytest.mark.parametrize("change_type", ["CREATE", "UPDATE", "UNDELETE"])
+def test_creates_updates_and_undeletes_are_plain_changes(
+    handler: SalesforceEvents, deps: Deps, change_type: str
+) -> None:
+    handler.handle(_event(changeType=change_type, recordIds=IDS[:1]), CONTEXT)
+    [notice] = _queue(deps).notices
+    assert (notice["kind"], notice["record_id"]) == ("change", IDS[0]) and "deleted" not in notice
 
 
 def test_forged_org_is_rejected(handler: SalesforceEvents, deps: Deps) -> None:

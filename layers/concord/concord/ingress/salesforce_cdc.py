@@ -29,6 +29,8 @@ _SOURCE_PREFIX = "aws.partner/salesforce.com/"
 _EMPTY_ID = "000000000000000AAA"
 _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 MAX_RECORD_IDS = 10_000
+_OVERFLOW = "GAP_OVERFLOW"
+_DELETES = ("DELETE", "GAP_DELETE")
 
 
 class _Header(BaseModel):
@@ -87,7 +89,8 @@ def _iso_ms(epoch_ms: int) -> str:
 
 
 def parse_change_event(event: Mapping[str, Any], *, org_id: str, received_at: datetime) -> ChangeEvent:
-    """One change notice per record id; a catch-up of the object for gap and overflow events.
+    """One change notice per record id (``deleted`` for ``DELETE`` and ``GAP_DELETE``); a catch-up of
+    the object for ``GAP_OVERFLOW`` and for wildcard or empty record ids.
 
     Echoes (changes Concord itself made: ``client=concord`` in ``changeOrigin``) yield no notice.
     Raises ``Rejected(400)`` for an event that is not a change event, ``Rejected(403)`` for another org's.
@@ -119,29 +122,34 @@ def parse_change_event(event: Mapping[str, Any], *, org_id: str, received_at: da
     event_key = f"{header.transactionKey}:{header.sequenceNumber}" if header.transactionKey else envelope.id
     version = _iso_ms(header.commitTimestamp) if header.commitTimestamp is not None else None
     real_ids = [rid for rid in header.recordIds if rid != _EMPTY_ID and _SF_ID.match(rid)]
-    wildcard = len(real_ids) != len(header.recordIds)
-    if header.changeType.startswith("GAP_") or wildcard:
-        # Salesforce could not describe the change (or named a key prefix such as "003*"): the
-        # object's watermark catch-up finds whatever it was.
-        notice = ChangeNotice(
-            source="salesforce",
-            object_type=object_type,
-            kind="catch_up",
-            source_version=version,
-            provider_event_id=f"{event_key}:catch_up",
-            received_at=received_at,
+    notices: list[ChangeNotice] = []
+    if header.changeType == _OVERFLOW or len(real_ids) != len(header.recordIds):
+        # Too many changes to describe, or a key prefix such as "003*" (or the empty id) in place of
+        # ids: only the object's catch-up can find what changed.
+        notices.append(
+            ChangeNotice(
+                source="salesforce",
+                object_type=object_type,
+                kind="catch_up",
+                source_version=version,
+                provider_event_id=f"{event_key}:catch_up",
+                received_at=received_at,
+            )
         )
-        return replace(base, notices=(notice,))
-
-    notices = tuple(
-        ChangeNotice(
-            source="salesforce",
-            object_type=object_type,
-            record_id=record_id,
-            source_version=version,
-            provider_event_id=f"{event_key}:{record_id}",
-            received_at=received_at,
+    if header.changeType != _OVERFLOW:
+        # The other gap events name real records: re-read them by id, because a change made directly
+        # in the database need not move SystemModstamp, so a watermark catch-up could miss it.
+        deleted = True if header.changeType in _DELETES else None
+        notices.extend(
+            ChangeNotice(
+                source="salesforce",
+                object_type=object_type,
+                record_id=record_id,
+                source_version=version,
+                provider_event_id=f"{event_key}:{record_id}",
+                deleted=deleted,
+                received_at=received_at,
+            )
+            for record_id in dict.fromkeys(real_ids)
         )
-        for record_id in dict.fromkeys(real_ids)
-    )
-    return replace(base, notices=notices)
+    return replace(base, notices=tuple(notices))
