@@ -85,13 +85,13 @@ sam-build: $(STAMP)/sam
 
 test: deps lint types sam-validate sam-build
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
-	$(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider
+	$(PY) -m pytest tests/integration tests/contract tests/e2e -q -p no:cacheprovider
 
 test-unit: $(STAMP)/python
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 test-integration: deps
-	$(PY) -m pytest tests/integration -q -p no:cacheprovider
+	$(PY) -m pytest tests/integration tests/contract -q -p no:cacheprovider
 
 test-e2e: deps
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider

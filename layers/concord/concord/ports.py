@@ -15,10 +15,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
-    from concord.core import ConnectionOptions, LinkState, ObjectKind
+    from concord.core import ConnectionOptions, LinkState, MailboxRecord, ObjectKind, Operation, SalesforceRecord
 
 __all__ = [
     "Connection",
+    "Crm",
+    "DeadLetters",
+    "Mailbox",
+    "WriteResult",
     "ConnectionStatus",
     "ConnectionStore",
     "CursorStore",
@@ -62,12 +66,15 @@ class StoredLink:
     """A link as stored: the core's :class:`LinkState` plus the store's optimistic-lock version.
 
     ``lock_version`` 0 means "not stored yet" (a new link); every successful write increments it.
-    ``expires_at`` is set on tombstones only (epoch seconds: the table's TTL)."""
+    ``expires_at`` is set on tombstones only (epoch seconds: the table's TTL). ``claimed_at`` (epoch
+    seconds) marks a *claim*: a link stored before its create ran, one of its ids still ``None``; the
+    worker takes a claim over once it is older than its lease (the worker that made it died)."""
 
     connection_id: str
     link: LinkState
     lock_version: int = 0
     expires_at: int | None = None
+    claimed_at: int | None = None
 
 
 class LinkStore(Protocol):
@@ -213,3 +220,81 @@ class SyncLog(Protocol):
     def by_status(self, status: LogStatus, *, limit: int = 100) -> list[LogEntry]: ...
 
     def by_record(self, record_key: str, *, limit: int = 100) -> list[LogEntry]: ...
+
+
+# ---------------------------------------------------------------- the two systems
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one write did: the record's id and new version when it worked, else an error.
+
+    ``error`` is a reason fit for the sync log (an error code and a message, never field values or
+    secrets); ``transient`` says retrying later may work (throttling, 5xx, lock contention), with
+    ``retry_after`` seconds when the service said. ``held`` lists, for a ``relate`` of people, the
+    addresses Salesforce now holds (the rest resolve to no Contact, Lead or User)."""
+
+    ok: bool
+    record_id: str | None = None
+    version: str | None = None
+    error: str | None = None
+    transient: bool = False
+    retry_after: float | None = None
+    held: tuple[str, ...] | None = None
+
+
+class Crm(Protocol):
+    """Salesforce, as the sync sees it: records read in bulk, candidates found in bulk, writes coalesced."""
+
+    def fetch(self, sobject: str, ids: Sequence[str]) -> dict[str, SalesforceRecord]:
+        """Current records by id (deleted ones with ``deleted=True``; ids that never existed absent)."""
+        ...
+
+    def candidates(self, kind: ObjectKind, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
+        """Records that may match any of these canonical match keys (email, names, iCalendar UID, ...),
+        found with as few queries as the keys allow, every value escaped."""
+        ...
+
+    def apply(self, operations: Sequence[Operation]) -> list[WriteResult]:
+        """Execute Salesforce operations (create, update, delete, relate), coalesced per sObject and
+        action, one result per operation in order. A ``relate`` whose ``record_id`` is ``None`` is not
+        accepted: the caller fills in the id a create returned."""
+        ...
+
+    def calls(self) -> int:
+        """API calls made so far (the worker reports them)."""
+        ...
+
+
+class Mailbox(Protocol):
+    """One provider's mailbox side (Graph or Google), for any connection of that provider."""
+
+    def fetch(self, connection: Connection, kind: ObjectKind, ids: Sequence[str]) -> dict[str, MailboxRecord]: ...
+
+    def candidates(
+        self, connection: Connection, kind: ObjectKind, keys: Sequence[Mapping[str, Any]]
+    ) -> list[MailboxRecord]:
+        """Items of this mailbox that may match the keys (contacts by email, events by iCalendar UID)."""
+        ...
+
+    def apply(
+        self,
+        connection: Connection,
+        kind: ObjectKind,
+        operations: Sequence[Operation],
+        keys: Sequence[str | None] = (),
+    ) -> list[WriteResult]:
+        """Execute mailbox operations (create, update, delete) in bulk, one result per operation in order.
+
+        ``keys`` (one per operation, or empty) are idempotency keys for creates, the Salesforce id of the
+        record a create copies: the same key never makes a second item, in this invocation or a later one
+        (a client-chosen Calendar event id, a People ``clientData`` marker, a Graph ``transactionId``)."""
+        ...
+
+    def calls(self) -> int: ...
+
+
+class DeadLetters(Protocol):
+    """Where a message that retrying cannot help goes at once, with its reason."""
+
+    def send(self, body: str, reason: str, *, message_id: str, attributes: Mapping[str, str] | None = None) -> None: ...

@@ -1,0 +1,174 @@
+"""In-memory Salesforce and mailbox systems for the sync service's unit tests: the ``Crm`` and ``Mailbox``
+ports with just enough behaviour (ids, versions, required fields, relations, failures on demand) to
+drive the service without I/O. The HTTP adapters are tested against the sandboxes instead."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from concord.core import MailboxRecord, Operation, SalesforceRecord
+from concord.ports import Connection, WriteResult
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+_ids = itertools.count(1)
+
+
+def _stamp() -> str:
+    return f"2026-12-04T10:{next(_ids) % 60:02d}:00.000+0000"
+
+
+class FakeCrm:
+    """Salesforce records per sObject; ``fail_next`` makes the next writes fail (transient or not)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.sobjects: dict[str, str] = {}
+        self.deleted: set[str] = set()
+        self.relations: dict[str, set[str]] = {}
+        self.people_by_email: dict[str, str] = {}
+        self.writes: list[Operation] = []
+        self.fail_next: list[WriteResult] = []
+        self.api_calls = 0
+
+    def add(self, sobject: str, **fields: Any) -> str:
+        prefix = {"Contact": "003", "Lead": "00Q", "Event": "00U", "Task": "00T", "Account": "001"}[sobject]
+        record_id = f"{prefix}{next(_ids):015d}"
+        self.records[record_id] = {"Id": record_id, "SystemModstamp": _stamp(), **fields}
+        self.sobjects[record_id] = sobject
+        if sobject in ("Contact", "Lead") and fields.get("Email"):
+            self.people_by_email[str(fields["Email"]).lower()] = record_id
+        return record_id
+
+    def fetch(self, sobject: str, ids: Sequence[str]) -> dict[str, SalesforceRecord]:
+        self.api_calls += 1
+        found = {}
+        for record_id in ids:
+            if record_id in self.records and self.sobjects[record_id] == sobject:
+                data = dict(self.records[record_id])
+                found[record_id] = SalesforceRecord(record_id, sobject, data, deleted=record_id in self.deleted)
+        return found
+
+    def candidates(self, kind: str, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
+        self.api_calls += 1
+        emails = {str(k.get("email")).lower() for k in keys if k.get("email")}
+        uids = {k.get("ical_uid") for k in keys if k.get("ical_uid")}
+        found = []
+        for record_id, data in self.records.items():
+            if record_id in self.deleted:
+                continue
+            sobject = self.sobjects[record_id]
+            hit = (
+                kind == "contact" and sobject in ("Contact", "Lead") and str(data.get("Email", "")).lower() in emails
+            ) or (kind == "event" and sobject == "Event" and data.get("Concord_ICalUID__c") in uids)
+            if hit:
+                found.append(SalesforceRecord(record_id, sobject, dict(data)))
+        return found
+
+    def apply(self, operations: Sequence[Operation]) -> list[WriteResult]:
+        self.api_calls += 1
+        results = []
+        for op in operations:
+            if self.fail_next:
+                results.append(self.fail_next.pop(0))
+                continue
+            self.writes.append(op)
+            results.append(self._apply(op))
+        return results
+
+    def _apply(self, op: Operation) -> WriteResult:
+        if op.action == "create":
+            body = {k: v for k, v in op.body.items() if k != "attributes"}
+            if op.object_type in ("Contact", "Lead") and not body.get("LastName"):
+                return WriteResult(False, error="REQUIRED_FIELD_MISSING: LastName")
+            record_id = self.add(op.object_type, **body)
+            return WriteResult(True, record_id=record_id, version=self.records[record_id]["SystemModstamp"])
+        assert op.record_id is not None
+        if op.action == "update":
+            self.records[op.record_id].update(op.body)
+            self.records[op.record_id]["SystemModstamp"] = _stamp()
+            return WriteResult(True, record_id=op.record_id, version=self.records[op.record_id]["SystemModstamp"])
+        if op.action == "delete":
+            self.deleted.add(op.record_id)
+            return WriteResult(True, record_id=op.record_id)
+        if op.action == "relate":
+            emails = list(op.body.get("emails", ()))
+            held = tuple(sorted(e for e in emails if e in self.people_by_email))
+            self.relations[op.record_id] = set(held)
+            return WriteResult(True, record_id=op.record_id, held=held)
+        raise AssertionError(op.action)
+
+    def calls(self) -> int:
+        return self.api_calls
+
+
+class FakeMailbox:
+    """One provider's mailboxes: items per (mailbox user, kind)."""
+
+    def __init__(self, provider: str = "graph") -> None:
+        self.provider = provider
+        self.items: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self.writes: list[Operation] = []
+        self.fail_next: list[WriteResult] = []
+        self.api_calls = 0
+
+    def add(self, user: str, kind: str, **data: Any) -> str:
+        item_id = f"AAMk{next(_ids)}"
+        self.items.setdefault((user, kind), {})[item_id] = {"id": item_id, "changeKey": f"ck{next(_ids)}", **data}
+        return item_id
+
+    def get(self, user: str, kind: str, item_id: str) -> dict[str, Any] | None:
+        return self.items.get((user, kind), {}).get(item_id)
+
+    def fetch(self, connection: Connection, kind: str, ids: Sequence[str]) -> dict[str, MailboxRecord]:
+        self.api_calls += 1
+        box = self.items.get((connection.mailbox_user, kind), {})
+        return {i: MailboxRecord(i, dict(box[i])) for i in ids if i in box}
+
+    def candidates(self, connection: Connection, kind: str, keys: Sequence[Mapping[str, Any]]) -> list[MailboxRecord]:
+        self.api_calls += 1
+        emails = {str(k.get("email")).lower() for k in keys if k.get("email")}
+        box = self.items.get((connection.mailbox_user, kind), {})
+        return [
+            MailboxRecord(i, dict(data))
+            for i, data in box.items()
+            if any(str(a.get("address", "")).lower() in emails for a in data.get("emailAddresses", []))
+        ]
+
+    def apply(
+        self, connection: Connection, kind: str, operations: Sequence[Operation], keys: Sequence[str | None] = ()
+    ) -> list[WriteResult]:
+        self.api_calls += 1
+        box = self.items.setdefault((connection.mailbox_user, kind), {})
+        results = []
+        for op in operations:
+            if self.fail_next:
+                results.append(self.fail_next.pop(0))
+                continue
+            self.writes.append(op)
+            if op.action == "create":
+                item_id = self.add(connection.mailbox_user, kind, **op.body)
+                results.append(WriteResult(True, record_id=item_id, version=box[item_id]["changeKey"]))
+            elif op.action == "update":
+                assert op.record_id is not None
+                box[op.record_id].update(op.body)
+                box[op.record_id]["changeKey"] = f"ck{next(_ids)}"
+                results.append(WriteResult(True, record_id=op.record_id, version=box[op.record_id]["changeKey"]))
+            else:
+                assert op.record_id is not None
+                box.pop(op.record_id, None)
+                results.append(WriteResult(True, record_id=op.record_id))
+        return results
+
+    def calls(self) -> int:
+        return self.api_calls
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send(self, body: str, reason: str, *, message_id: str, attributes: Mapping[str, str] | None = None) -> None:
+        self.sent.append((message_id, reason, body))

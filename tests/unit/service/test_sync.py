@@ -1,0 +1,261 @@
+"""The sync service, one batch at a time, on in-memory stores and systems (no I/O).
+
+GIVEN records on either side and notices about them, WHEN a batch is handled, THEN both sides, the links,
+the sync log and the dead-letter queue say what DESIGN.md promises. The same service runs over HTTP
+against the sandboxes and DynamoDB Local in tests/integration/worker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from concord.adapters.memory import MemoryConnectionStore, MemoryLinkStore, MemorySyncLog
+from concord.core import ConnectionOptions, DeleteLimits, LinkState
+from concord.notices import ChangeNotice, encode_message
+from concord.ports import Connection, LinkKey, StoredLink, WriteResult
+from concord.service.sync import CLAIM_LEASE_S, QueueMessage, SyncService
+from tests.unit.service.fakes import FakeCrm, FakeDeadLetters, FakeMailbox
+
+NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+USER = "ada@example.com"
+OWNER = "005000000000001AAA"
+
+
+class World:
+    """One org, one Graph mailbox, one connection, and a service over them."""
+
+    def __init__(self, **options: Any) -> None:
+        self.crm = FakeCrm()
+        self.mailbox = FakeMailbox()
+        self.links = MemoryLinkStore()
+        self.connections = MemoryConnectionStore()
+        self.log = MemorySyncLog()
+        self.dlq = FakeDeadLetters()
+        self.now = NOW
+        self.connection = Connection(
+            connection_id="conn_ada",
+            provider="graph",
+            mailbox_user=USER,
+            salesforce_user_id=OWNER,
+            options=ConnectionOptions(provider="graph", user_email=USER, contact_folder_id=None, **options),
+        )
+        self.connections.put(self.connection)
+        self.service = self.make_service()
+        self._messages = 0
+
+    def make_service(self) -> SyncService:
+        return SyncService(
+            crm=self.crm,
+            mailboxes={"graph": self.mailbox},
+            links=self.links,
+            connections=self.connections,
+            log=self.log,
+            dead_letters=self.dlq,
+            clock=lambda: self.now,
+        )
+
+    def notice(self, source: str, record_id: str, object_type: str = "contact", **extra: Any) -> ChangeNotice:
+        return ChangeNotice(
+            source=source,  # type: ignore[arg-type]
+            connection_id=None if source == "salesforce" else self.connection.connection_id,
+            object_type=object_type,  # type: ignore[arg-type]
+            record_id=record_id,
+            provider_event_id=f"evt-{record_id}-{self._messages}",
+            **extra,
+        )
+
+    def message(self, *notices: ChangeNotice) -> QueueMessage:
+        self._messages += 1
+        return QueueMessage(f"msg-{self._messages}", encode_message(list(notices)))
+
+    def run(self, *messages: QueueMessage, time_left: float = 900.0):  # noqa: ANN201
+        return self.service.handle(list(messages), time_left=lambda: time_left)
+
+    def link_of(self, side: str, record_id: str, kind: str = "contact"):  # noqa: ANN201
+        found = self.links.get_many([LinkKey(self.connection.connection_id, kind, side, record_id)])  # type: ignore[arg-type]
+        return next(iter(found.values()), None)
+
+
+def graph_contact(first: str, last: str, email: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "givenName": first,
+        "surname": last,
+        "emailAddresses": [{"address": email, "name": f"{first} {last}"}],
+        "lastModifiedDateTime": "2026-12-04T09:00:00Z",
+        **extra,
+    }
+
+
+def test_a_new_mailbox_contact_is_created_in_salesforce_once_and_linked() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    notice = world.notice("graph", item)
+
+    outcome = world.run(world.message(notice), world.message(world.notice("graph", item)))
+
+    creates = [op for op in world.crm.writes if op.action == "create"]
+    assert len(creates) == 1 and creates[0].object_type == "Contact"
+    stored = world.link_of("mailbox", item)
+    assert stored is not None and stored.link.salesforce_id in world.crm.records
+    assert world.link_of("salesforce", stored.link.salesforce_id) == stored
+    assert outcome.retry == {} and outcome.dead_lettered == {}
+    assert [entry.status for entry in world.log.by_connection("conn_ada")] == ["synced"]
+
+
+def test_a_replayed_notice_and_the_echo_of_our_own_write_write_nothing() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.run(world.message(world.notice("graph", item)))
+    created = world.link_of("mailbox", item).link.salesforce_id
+    writes = len(world.crm.writes) + len(world.mailbox.writes)
+
+    outcome = world.run(world.message(world.notice("graph", item)), world.message(world.notice("salesforce", created)))
+
+    assert len(world.crm.writes) + len(world.mailbox.writes) == writes
+    # Both notices name one linked pair: one item, planned once, nothing to do.
+    assert [entry.status for entry in outcome.entries] == ["skipped"]
+
+
+def test_a_mailbox_contact_matching_a_salesforce_contact_by_email_links_instead_of_creating() -> None:
+    world = World()
+    existing = world.crm.add("Contact", FirstName="Grace", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "GRACE@navy.mil"))
+
+    world.run(world.message(world.notice("graph", item)))
+
+    assert not [op for op in world.crm.writes if op.action == "create"]
+    assert world.link_of("mailbox", item).link.salesforce_id == existing
+
+
+def test_a_salesforce_change_reaches_the_owners_mailbox() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.run(world.message(world.notice("graph", item)))
+    contact = world.link_of("mailbox", item).link.salesforce_id
+    world.crm.records[contact].update({"Title": "Rear Admiral", "OwnerId": OWNER, "SystemModstamp": "2026-12-04T11:00:00.000+0000"})
+
+    world.run(world.message(world.notice("salesforce", contact)))
+
+    assert world.mailbox.get(USER, "contact", item)["jobTitle"] == "Rear Admiral"
+
+
+def test_a_salesforce_record_whose_owner_has_no_connection_is_logged_as_skipped() -> None:
+    world = World()
+    contact = world.crm.add("Contact", LastName="Lovelace", OwnerId="005000000000009AAA")
+
+    outcome = world.run(world.message(world.notice("salesforce", contact)))
+
+    assert outcome.count("skipped") == 1 and world.mailbox.writes == []
+    assert "no connection" in world.log.by_connection("-")[0].reason
+
+
+def test_suspended_connections_skip_and_connections_needing_reauthorisation_park_in_the_dlq() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.connections.set_status("conn_ada", "suspended")
+    world.run(world.message(world.notice("graph", item)))
+    assert world.crm.writes == [] and world.log.by_connection("conn_ada")[0].status == "skipped"
+
+    world.connections.set_status("conn_ada", "needs_reauth")
+    outcome = world.run(world.message(world.notice("graph", item)))
+    assert world.crm.writes == [] and outcome.retry == {}
+    assert "re-authorisation" in world.dlq.sent[0][1]
+    assert json.loads(world.dlq.sent[0][2])["record_id"] == item
+
+
+def test_a_malformed_message_goes_to_the_dlq_at_once_and_its_batch_mates_sync() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    bad = QueueMessage("msg-bad", '{"not": "a notice"}')
+
+    outcome = world.run(bad, world.message(world.notice("graph", item)))
+
+    assert list(outcome.dead_lettered) == ["msg-bad"] and outcome.retry == {}
+    assert world.link_of("mailbox", item) is not None
+
+
+def test_a_permanent_failure_dead_letters_only_its_message_and_releases_its_claim() -> None:
+    world = World()
+    good = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    bad = world.mailbox.add(USER, "contact", **graph_contact("Alan", "Turing", "alan@bletchley.uk"))
+    world.crm.fail_next = [WriteResult(False, error="FIELD_CUSTOM_VALIDATION_EXCEPTION: no")]
+    bad_message = world.message(world.notice("graph", bad))
+
+    outcome = world.run(bad_message, world.message(world.notice("graph", good)))
+
+    assert list(outcome.dead_lettered) == [bad_message.message_id]
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in outcome.dead_lettered[bad_message.message_id]
+    assert world.link_of("mailbox", bad) is None  # the claim is gone: a redrive can create it
+    assert world.link_of("mailbox", good) is not None
+    assert {e.status for e in world.log.by_connection("conn_ada")} == {"failed", "synced"}
+
+
+def test_a_transient_failure_retries_the_message_with_the_services_delay_and_creates_once_later() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.crm.fail_next = [WriteResult(False, error="UNABLE_TO_LOCK_ROW", transient=True, retry_after=7.0)]
+    message = world.message(world.notice("graph", item))
+
+    outcome = world.run(message)
+    assert outcome.retry == {message.message_id: 7.0} and world.link_of("mailbox", item) is None
+
+    world.run(message)
+    assert len([op for op in world.crm.writes if op.action == "create"]) == 1
+    assert world.link_of("mailbox", item) is not None
+
+
+def test_a_claim_of_another_worker_holds_the_record_back_until_its_lease_ends() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    # Another worker claimed the create, then died before creating anything.
+    claim = StoredLink("conn_ada", LinkState("contact", "Contact", None, item), 0, claimed_at=int(NOW.timestamp()))
+    world.links.put_many([claim])
+
+    outcome = world.run(world.message(world.notice("graph", item)))
+    assert outcome.retry and world.crm.writes == []
+
+    world.now = NOW + timedelta(seconds=CLAIM_LEASE_S + 1)
+    world.run(world.message(world.notice("graph", item)))
+    assert len(world.crm.writes) == 1 and world.link_of("mailbox", item).link.salesforce_id is not None
+
+
+def test_running_out_of_time_hands_every_message_back() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    message = world.message(world.notice("graph", item))
+
+    outcome = world.run(message, time_left=1.0)
+
+    assert list(outcome.retry) == [message.message_id] and world.crm.writes == []
+
+
+def test_deletes_are_held_past_the_limit_counted_over_the_window_not_per_batch() -> None:
+    world = World(propagate_deletes=True, delete_limits={"contact": DeleteLimits(count=2, share=1.0, minimum=1)})
+    items = [world.mailbox.add(USER, "contact", **graph_contact("P", f"N{i}", f"p{i}@x.org")) for i in range(4)]
+    world.run(*[world.message(world.notice("graph", item)) for item in items])
+    for item in items:
+        world.mailbox.items[(USER, "contact")].pop(item)
+
+    world.run(world.message(world.notice("graph", items[0])))
+    world.run(world.message(world.notice("graph", items[1])))
+    third = world.run(world.message(world.notice("graph", items[2])))
+
+    deleted = [op for op in world.crm.writes if op.action == "delete"]
+    assert len(deleted) == 2
+    assert [entry.status for entry in third.entries] == ["held"]
+    assert "mass-delete guard: 3 contact deletes" in third.entries[0].reason
+    assert world.link_of("mailbox", items[2]).link.status == "linked"  # kept, to delete once approved
+
+
+@pytest.mark.parametrize("kind", ["catch_up"])
+def test_notices_for_the_scheduled_functions_are_dead_lettered_with_a_reason_not_dropped(kind: str) -> None:
+    world = World()
+    notice = ChangeNotice(source="graph", connection_id="conn_ada", object_type="contact", kind=kind, provider_event_id="x")
+
+    world.run(world.message(notice))
+
+    assert "scheduled functions" in world.dlq.sent[0][1]
