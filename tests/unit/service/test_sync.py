@@ -136,7 +136,9 @@ def test_a_salesforce_change_reaches_the_owners_mailbox() -> None:
     item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
     world.run(world.message(world.notice("graph", item)))
     contact = world.link_of("mailbox", item).link.salesforce_id
-    world.crm.records[contact].update({"Title": "Rear Admiral", "OwnerId": OWNER, "SystemModstamp": "2026-12-04T11:00:00.000+0000"})
+    world.crm.records[contact].update(
+        {"Title": "Rear Admiral", "OwnerId": OWNER, "SystemModstamp": "2026-12-04T11:00:00.000+0000"}
+    )
 
     world.run(world.message(world.notice("salesforce", contact)))
 
@@ -254,7 +256,9 @@ def test_deletes_are_held_past_the_limit_counted_over_the_window_not_per_batch()
 @pytest.mark.parametrize("kind", ["catch_up"])
 def test_notices_for_the_scheduled_functions_are_dead_lettered_with_a_reason_not_dropped(kind: str) -> None:
     world = World()
-    notice = ChangeNotice(source="graph", connection_id="conn_ada", object_type="contact", kind=kind, provider_event_id="x")
+    notice = ChangeNotice(
+        source="graph", connection_id="conn_ada", object_type="contact", kind=kind, provider_event_id="x"
+    )
 
     world.run(world.message(notice))
 
