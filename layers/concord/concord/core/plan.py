@@ -114,8 +114,9 @@ class Operation:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The merge's verdict on one field that changed: both sides' values, the result, where it is
-    written (``None``: nowhere), the rule that applied (``kind``: flow, conflict, blank, policy,
-    direction, first_sync, held) and a reason a person can read, e.g.
+    written (``None``: nowhere), the rule that applied (``kind``: flow, conflict, blank, clear,
+    required, policy, direction, first_sync, held; merge.py explains each) and a reason a person can
+    read, e.g.
     ``Title: mailbox changed 'CTO' → 'CEO', Salesforce unchanged since last sync → write to Salesforce``.
     ``overridden`` names the side whose new value was discarded (a conflict loser, a blank)."""
 
@@ -184,36 +185,6 @@ class Plan:
 
 
 _EMPTY: Mapping[str, Value] = {}
-
-
-# ---------------------------------------------------------------- construction
-
-
-def _linked(  # noqa: PLR0913 (one argument per field of a live link)
-    kind: ObjectKind,
-    salesforce_object: str,
-    salesforce_id: str | None,
-    mailbox_id: str | None,
-    salesforce_version: str | None,
-    mailbox_version: str | None,
-    salesforce_values: Mapping[str, Value],
-    mailbox_values: Mapping[str, Value],
-    mapping_fingerprint: str | None,
-) -> LinkState:
-    """A live link (``status`` linked, no ``deleted_side``)."""
-    return LinkState(
-        kind=kind,
-        salesforce_object=salesforce_object,
-        salesforce_id=salesforce_id,
-        mailbox_id=mailbox_id,
-        salesforce_version=salesforce_version,
-        mailbox_version=mailbox_version,
-        salesforce_values=salesforce_values,
-        mailbox_values=mailbox_values,
-        status="linked",
-        deleted_side=None,
-        mapping_fingerprint=mapping_fingerprint,
-    )
 
 
 def plan(
@@ -320,7 +291,7 @@ class _Bound:
     once per (mapping, region, direction) and kept on the :class:`ObjectMapping`: each field's readers
     with the context bound, and whether the field may be written to each side (:func:`_can`)."""
 
-    __slots__ = ("ctx", "fields", "mb_readers", "sf_readers")
+    __slots__ = ("ctx", "fields", "mb_readers", "sf_readers", "sf_tops")
 
     def __init__(self, om: ObjectMapping, options: ConnectionOptions, kind: ObjectKind) -> None:
         ctx = self.ctx = Context(provider=options.provider, sobject=om.sobject, region=options.phone_region)
@@ -328,6 +299,8 @@ class _Bound:
         self.mb_readers = tuple((rule.name, rule.transform.mb_reader(rule, ctx)) for rule in om.fields)
         #: (rule, may write Salesforce, may write the mailbox) per field, in mapping order
         self.fields = tuple((rule, *_can(options, kind, rule)) for rule in om.fields)
+        #: every top-level Salesforce key the fields read: all present means every field is readable
+        self.sf_tops = frozenset(top for rule in om.fields for top in rule.sf_tops)
 
     def read(self, side: Side, data: Mapping[str, Any]) -> dict[str, Value]:
         """Every field's canonical value on one side."""
@@ -794,7 +767,7 @@ def _plan_pair(  # noqa: PLR0913 (the pair, its link and the plan's context)
         kept = replace(link, salesforce_version=salesforce.current_version, mailbox_version=mailbox.current_version)
         return _skip(kind, kept, scope)
 
-    left_alone = _left_alone(om, link, salesforce, sf_values, mb_values, options)
+    left_alone = _left_alone(bound, om, link, salesforce, sf_values, mb_values, options)
     pending = _merge_fields(bound, link, salesforce, mailbox, sf_values, mb_values)
     held = _meeting_hold(kind, mailbox, pending, options)
     # The values read become the snapshot, changed in place by the writes (pending holds the originals).
@@ -863,7 +836,8 @@ def _plan_pair(  # noqa: PLR0913 (the pair, its link and the plan's context)
     return Plan(kind, tuple(ops), tuple(decisions), new_link, new_sf, notes)
 
 
-def _left_alone(
+def _left_alone(  # noqa: PLR0913 (the pair's mapping, link, record and values)
+    bound: _Bound,
     om: ObjectMapping,
     link: LinkState | None,
     salesforce: SalesforceRecord,
@@ -881,7 +855,7 @@ def _left_alone(
       (the private flag itself still syncs, so Salesforce learns that it is private)."""
     data = salesforce.data
     found: dict[str, str] = {}
-    for rule in om.fields:
+    for rule in () if bound.sf_tops <= data.keys() else om.fields:
         if not all(top in data for top in rule.sf_tops):
             found[rule.name] = (
                 f"{rule.label}: not readable by the Salesforce integration user (field-level security) → left alone"
@@ -1096,10 +1070,6 @@ def _write_outcomes(
 
 def _summary(fields: list[str], side: str) -> str:
     return f"write {', '.join(fields)} to {side}"
-
-
-def _link_fields(link: LinkState) -> dict[str, Any]:
-    return {name: getattr(link, name) for name in LinkState.__dataclass_fields__}
 
 
 def _meeting_hold(
