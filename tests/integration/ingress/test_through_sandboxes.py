@@ -186,10 +186,17 @@ def drain(aws: LocalStack) -> list[ChangeNotice]:
 
 
 def store_channel(
-    aws: LocalStack, pk: str, *, connection_id: str, provider: str, object_type: str, secret: str | None
+    aws: LocalStack,
+    pk: str,
+    *,
+    connection_id: str,
+    provider: str,
+    object_type: str,
+    secret: str | None,
+    resource_id: str | None = None,
 ) -> None:
     """Store a channel in the Subscriptions table, as the subscriptions function does."""
-    item = channel_item(pk, connection_id, provider, object_type, secret)
+    item = channel_item(pk, connection_id, provider, object_type, secret, resource_id=resource_id)
     aws.client("dynamodb").put_item(TableName=aws.env["SUBSCRIPTIONS_TABLE"], Item=item)
 
 
@@ -439,6 +446,7 @@ def test_calendar_channel_sync_then_change(
         provider="google_calendar",
         object_type="event",
         secret=token,
+        resource_id=channel.resource_id,
     )
     assert google_sandbox.wait_pushes()
     [sync] = answers  # acknowledged before any lookup: it can arrive before the channel is stored

@@ -166,6 +166,10 @@ def test_calendar_channel_notification(aws: LocalStack, settings: WebhookSetting
     event = load_event("google_webhook/calendar_notification")
     assert webhook.resolve(event, CONTEXT)["statusCode"] == 200
     assert webhook.resolve(event, CONTEXT)["statusCode"] == 200  # replay
+    other_resource = load_event("google_webhook/calendar_notification")
+    other_resource["headers"]["X-Goog-Resource-ID"] = "another-calendars-resource"
+    other_resource["headers"]["X-Goog-Message-Number"] = "1094"
+    assert webhook.resolve(other_resource, CONTEXT)["statusCode"] == 403
     event["headers"]["X-Goog-Channel-Token"] = "CANARY-wrong"
     assert webhook.resolve(event, CONTEXT)["statusCode"] == 403
     assert len(_notices(_drain(aws))) == 1

@@ -42,6 +42,7 @@ CONTACTS_STATE = "CANARY-clientstate-contacts-3b9d1f7e5a"
 EVENTS_STATE = "CANARY-clientstate-events-8e2c4a6b0d"
 CALENDAR_CHANNEL = "0c3f7a2e-91d4-4b6c-8e5a-2f1d0c9b8a7e"
 CALENDAR_TOKEN = "CANARY-channel-token-5f4e3d2c1b"
+CALENDAR_RESOURCE = "ret08u3rv24htgh289g"  # the X-Goog-Resource-ID of events/google_webhook/calendar_notification.json
 GMAIL_ADDRESS = "ada.lovelace@example.com"
 
 
@@ -77,8 +78,11 @@ def settings(**overrides: str) -> WebhookSettings:
     return WebhookSettings.from_env(env)
 
 
-def channel_item(pk: str, connection: str, provider: str, object_type: str, secret: str | None) -> dict[str, Any]:
-    """A Subscriptions-table item as the subscriptions function writes it: the secret only as its digest."""
+def channel_item(
+    pk: str, connection: str, provider: str, object_type: str, secret: str | None, *, resource_id: str | None = None
+) -> dict[str, Any]:
+    """A Subscriptions-table item as the subscriptions function writes it: the secret only as its digest,
+    and for a Calendar channel the ``resourceId`` its watch answered."""
     raw = {
         "pk": {"S": pk},
         "sk": {"S": "META"},
@@ -88,6 +92,8 @@ def channel_item(pk: str, connection: str, provider: str, object_type: str, secr
     }
     if secret is not None:
         raw["secret_sha256"] = {"S": secret_digest(secret)}
+    if resource_id is not None:
+        raw["resource_id"] = {"S": resource_id}
     return raw
 
 
@@ -96,7 +102,14 @@ def channel_items() -> list[dict[str, Any]]:
     return [
         channel_item(channel_key(CONTACTS_SUB), "conn_ada_graph", "graph", "contact", CONTACTS_STATE),
         channel_item(channel_key(EVENTS_SUB), "conn_ada_graph", "graph", "event", EVENTS_STATE),
-        channel_item(channel_key(CALENDAR_CHANNEL), "conn_ada_google", "google_calendar", "event", CALENDAR_TOKEN),
+        channel_item(
+            channel_key(CALENDAR_CHANNEL),
+            "conn_ada_google",
+            "google_calendar",
+            "event",
+            CALENDAR_TOKEN,
+            resource_id=CALENDAR_RESOURCE,
+        ),
         channel_item(gmail_key(GMAIL_ADDRESS), "conn_ada_google", "gmail", "email", None),
     ]
 

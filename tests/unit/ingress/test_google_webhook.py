@@ -6,14 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from concord.adapters.subscriptions import channel_key
 from concord.ingress.apps.google_webhook import GoogleWebhook
 from tests.support.events import load_event
 from tests.unit.ingress.helpers import (
+    CALENDAR_CHANNEL,
     CALENDAR_TOKEN,
     CONTEXT,
+    FakeChannels,
     FakeQueue,
     SigningKey,
     assert_no_canary,
+    channel_item,
     fake_deps,
     gmail_body,
     settings,
@@ -188,6 +192,34 @@ def test_forged_calendar_notification_gets_403(webhook: GoogleWebhook, deps: Dep
     answer = webhook.resolve(_calendar(**headers), CONTEXT)
     assert answer["statusCode"] == 403 and _queue(deps).bodies == []
     assert_no_canary(answer["body"])
+
+
+def test_calendar_notification_for_another_resource_is_refused(webhook: GoogleWebhook, deps: Deps) -> None:
+    # The channel's id and token, but not the resource its watch was made on.
+    answer = webhook.resolve(_calendar(**{"X-Goog-Resource-ID": "ret08u3rv24htgh289h"}), CONTEXT)
+    assert answer["statusCode"] == 403 and _queue(deps).bodies == []
+    assert json.loads(answer["body"])["error"] == "X-Goog-Resource-ID is not the channel's resource"
+
+
+def test_calendar_channel_without_a_stored_resource_id_is_refused() -> None:
+    item = channel_item(channel_key(CALENDAR_CHANNEL), "conn_ada_google", "google_calendar", "event", CALENDAR_TOKEN)
+    deps = fake_deps()
+    deps.channels = FakeChannels([item])
+    answer = GoogleWebhook(settings(), deps, keys=KEY).resolve(_calendar(), CONTEXT)
+    assert answer["statusCode"] == 403 and _queue(deps).bodies == []
+    assert json.loads(answer["body"])["error"] == "the channel has no resource id on record"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Goog-Resource-ID": ""}, {"X-Goog-Resource-ID": "r" * 257}],
+)
+def test_calendar_notification_without_a_valid_resource_id_gets_400(
+    webhook: GoogleWebhook, deps: Deps, headers: dict[str, str]
+) -> None:
+    answer = webhook.resolve(_calendar(**headers), CONTEXT)
+    assert answer["statusCode"] == 400 and _queue(deps).bodies == []
+    assert "X-Goog-Resource-ID" in json.loads(answer["body"])["error"]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,10 @@ Item layout in the Subscriptions table (template.yaml):
   compares digests in constant time (:meth:`Channel.secret_matches`), so a copy of the table does not
   let anyone forge notifications. Gmail watches have no secret (Pub/Sub pushes are authenticated by
   Google's OIDC token).
+* ``resource_id`` (S, Calendar channels): the ``resourceId`` that ``events.watch`` answered. Google
+  sends it back in ``X-Goog-Resource-ID`` on every notification; the webhook refuses a notification
+  whose resource is not the one the channel watches (and a Calendar channel stored without it), so
+  whoever creates a channel must store it (it is also what ``channels.stop`` needs).
 
 Only a boto3 DynamoDB client is used (no pynamodb): it keeps the webhook functions' cold start short.
 """
@@ -60,6 +64,7 @@ class Channel:
     provider: str
     object_type: str | None
     secret_sha256: bytes | None
+    resource_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Channel(pk={self.pk!r}, connection_id={self.connection_id!r}, provider={self.provider!r})"
@@ -69,6 +74,12 @@ class Channel:
         if self.secret_sha256 is None or presented is None:
             return False
         return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), self.secret_sha256)
+
+    def resource_matches(self, presented: str) -> bool:
+        """Whether ``presented`` is the resource this channel watches (``False`` if none is on record)."""
+        if self.resource_id is None:
+            return False
+        return hmac.compare_digest(presented.encode("utf-8"), self.resource_id.encode("utf-8"))
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Channel | None:
@@ -94,6 +105,7 @@ class Channel:
             provider=item.get("provider", {}).get("S", ""),
             object_type=object_type,
             secret_sha256=digest,
+            resource_id=item.get("resource_id", {}).get("S") or None,
         )
 
 

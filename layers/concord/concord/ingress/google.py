@@ -6,8 +6,10 @@ keys work locally): signature (RS256 only), ``exp``/``iat``, ``aud``, ``iss`` an
 ``email_verified``). PyJWT and cryptography are imported only when a token is checked: the Calendar
 route, and the cold start of the rest, do not pay for them.
 
-Calendar: ``X-Goog-Channel-ID`` must name a known channel and ``X-Goog-Channel-Token`` match its
-secret (digests compared in constant time). The body is empty and never parsed.
+Calendar: ``X-Goog-Channel-ID`` must name a known channel, ``X-Goog-Channel-Token`` match its
+secret (digests compared in constant time) and ``X-Goog-Resource-ID`` be the resource the channel was
+made on (the ``resourceId`` its watch answered, stored with it): a channel's token alone would let
+whoever learned it announce changes of another resource. The body is empty and never parsed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ _MAX_HISTORY_ID = 2**64 - 1
 _EMAIL = re.compile(r"^[^@\s]{1,256}@[^@\s]{1,256}$")
 _CHANNEL_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,256}$")
 _RESOURCE_STATES = ("sync", "exists", "not_exists")
+_MAX_RESOURCE_ID = 256  # Google's resource ids are ~27 characters; the bound only keeps junk out
 
 
 # ---- Gmail: OIDC token ------------------------------------------------------------------------
@@ -246,7 +249,7 @@ class CalendarPing:
     token: str | None
     resource_state: str
     message_number: str | None
-    resource_id: str | None
+    resource_id: str
 
     def __repr__(self) -> str:
         return f"CalendarPing(channel_id={self.channel_id!r}, resource_state={self.resource_state!r})"
@@ -264,12 +267,14 @@ def parse_calendar_headers(headers: Mapping[str, str]) -> CalendarPing:
     if number is not None and not (number.isascii() and number.isdigit() and len(number) <= 20):
         raise Rejected(400, "malformed X-Goog-Message-Number")
     resource_id = headers.get("X-Goog-Resource-ID")
+    if not resource_id or len(resource_id) > _MAX_RESOURCE_ID:
+        raise Rejected(400, "missing or malformed X-Goog-Resource-ID")
     return CalendarPing(
         channel_id=channel_id,
         token=headers.get("X-Goog-Channel-Token"),
         resource_state=state,
         message_number=number,
-        resource_id=resource_id[:256] if resource_id else None,
+        resource_id=resource_id,
     )
 
 
@@ -278,13 +283,18 @@ def calendar_notice(
 ) -> ChangeNotice:
     """Authenticate a (non-``sync``) ping against its channel and make the catch-up notice.
 
-    Raises ``Rejected(403)`` for an unknown channel or a token that is not the channel's.
+    Raises ``Rejected(403)`` for an unknown channel, a token that is not the channel's, or a
+    resource that is not the one the channel watches.
     """
     channel = lookup(channel_key(ping.channel_id))
     if channel is None:
         raise Rejected(403, "unknown channel")
     if not channel.secret_matches(ping.token):
         raise Rejected(403, "channel token does not match")
+    if channel.resource_id is None:
+        raise Rejected(403, "the channel has no resource id on record")
+    if not channel.resource_matches(ping.resource_id):
+        raise Rejected(403, "X-Goog-Resource-ID is not the channel's resource")
     return ChangeNotice(
         source="google",
         connection_id=channel.connection_id,
