@@ -217,6 +217,305 @@ _EVENT_TYPE = "#microsoft.graph.event"
 _READ_ONLY = {"id", "changeKey", "createdDateTime", "lastModifiedDateTime", "parentFolderId", "@odata.etag", "iCalUId"}
 
 
+# ------------------------------------------------------------------------------------------ schemas
+# What Graph's OData reader accepts in the bodies Concord writes, from the v1.0 resource pages
+# (https://learn.microsoft.com/en-us/graph/api/resources/contact, .../event, .../subscription). A type is
+# "String", "Boolean", "Int32", "DateTimeOffset", an enum (a frozenset of members), a complex type (a
+# :class:`Complex`) or a collection of one of those (a one-element list).
+
+
+@dataclass(frozen=True)
+class Complex:
+    name: str  # the OData type name Graph's messages use
+    properties: dict[str, Any]
+    read_only: frozenset[str] = frozenset()  # refused in a write ("Set action is invalid for property.")
+    ignored: frozenset[str] = frozenset()  # accepted and dropped (Graph ignores iCalUId in a write)
+
+
+_O = "Microsoft.OutlookServices."
+_STR = "String"
+_EMAIL = Complex(_O + "EmailAddress", {"name": _STR, "address": _STR})
+_ADDRESS = Complex(
+    _O + "PhysicalAddress", {"street": _STR, "city": _STR, "state": _STR, "countryOrRegion": _STR, "postalCode": _STR}
+)
+_EXTENDED = Complex(_O + "SingleValueLegacyExtendedProperty", {"id": _STR, "value": _STR})
+_MULTI_EXTENDED = Complex(_O + "MultiValueLegacyExtendedProperty", {"id": _STR, "value": [_STR]})
+_ZONED = Complex(_O + "DateTimeTimeZone", {"dateTime": _STR, "timeZone": _STR})
+_BODY = Complex(_O + "ItemBody", {"contentType": frozenset({"text", "html"}), "content": _STR})
+_COORDINATES = Complex(
+    _O + "OutlookGeoCoordinates",
+    {
+        "latitude": "Double",
+        "longitude": "Double",
+        "altitude": "Double",
+        "accuracy": "Double",
+        "altitudeAccuracy": "Double",
+    },
+)
+_LOCATION = Complex(
+    _O + "Location",
+    {
+        "displayName": _STR,
+        "locationEmailAddress": _STR,
+        "locationUri": _STR,
+        "locationType": frozenset(
+            {
+                "default",
+                "conferenceRoom",
+                "homeAddress",
+                "businessAddress",
+                "geoCoordinates",
+                "streetAddress",
+                "hotel",
+                "restaurant",
+                "localBusiness",
+                "postalAddress",
+            }
+        ),
+        "uniqueId": _STR,
+        "uniqueIdType": frozenset({"unknown", "locationStore", "directory", "private", "bing"}),
+        "address": _ADDRESS,
+        "coordinates": _COORDINATES,
+    },
+)
+_RESPONSE = Complex(
+    _O + "ResponseStatus",
+    {
+        "response": frozenset({"none", "organizer", "tentativelyAccepted", "accepted", "declined", "notResponded"}),
+        "time": "DateTimeOffset",
+    },
+)
+_ATTENDEE = Complex(
+    _O + "Attendee",
+    {"emailAddress": _EMAIL, "type": frozenset({"required", "optional", "resource"}), "status": _RESPONSE},
+)
+_RECIPIENT = Complex(_O + "Recipient", {"emailAddress": _EMAIL})
+_EXTENSIONS: dict[str, Any] = {
+    "singleValueExtendedProperties": [_EXTENDED],
+    "multiValueExtendedProperties": [_MULTI_EXTENDED],
+}
+CONTACT_SCHEMA = Complex(
+    _O + "Contact",
+    {
+        **{
+            name: _STR
+            for name in (
+                "assistantName",
+                "businessHomePage",
+                "companyName",
+                "department",
+                "displayName",
+                "fileAs",
+                "generation",
+                "givenName",
+                "initials",
+                "jobTitle",
+                "manager",
+                "middleName",
+                "mobilePhone",
+                "nickName",
+                "officeLocation",
+                "personalNotes",
+                "profession",
+                "spouseName",
+                "surname",
+                "title",
+                "yomiCompanyName",
+                "yomiGivenName",
+                "yomiSurname",
+            )
+        },
+        **{name: [_STR] for name in ("businessPhones", "homePhones", "categories", "children", "imAddresses")},
+        "birthday": "DateTimeOffset",
+        "emailAddresses": [_EMAIL],
+        "businessAddress": _ADDRESS,
+        "homeAddress": _ADDRESS,
+        "otherAddress": _ADDRESS,
+        **_EXTENSIONS,
+    },
+    read_only=frozenset({"id", "changeKey", "createdDateTime", "lastModifiedDateTime", "parentFolderId"}),
+)
+EVENT_SCHEMA = Complex(
+    _O + "Event",
+    {
+        "subject": _STR,
+        "body": _BODY,
+        "start": _ZONED,
+        "end": _ZONED,
+        "location": _LOCATION,
+        "locations": [_LOCATION],
+        "attendees": [_ATTENDEE],
+        "organizer": _RECIPIENT,
+        "categories": [_STR],
+        "importance": frozenset({"low", "normal", "high"}),
+        "sensitivity": frozenset({"normal", "personal", "private", "confidential"}),
+        "showAs": frozenset({"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}),
+        "onlineMeetingProvider": frozenset({"unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsumer"}),
+        "recurrence": Complex(_O + "PatternedRecurrence", {"pattern": "Object", "range": "Object"}),
+        "transactionId": _STR,
+        "originalStartTimeZone": _STR,
+        "originalEndTimeZone": _STR,
+        "reminderMinutesBeforeStart": "Int32",
+        **{
+            name: "Boolean"
+            for name in (
+                "allowNewTimeProposals",
+                "hideAttendees",
+                "isAllDay",
+                "isOnlineMeeting",
+                "isReminderOn",
+                "responseRequested",
+            )
+        },
+        **_EXTENSIONS,
+    },
+    read_only=frozenset(
+        {
+            "id",
+            "changeKey",
+            "createdDateTime",
+            "lastModifiedDateTime",
+            "isOrganizer",
+            "isCancelled",
+            "responseStatus",
+            "seriesMasterId",
+            "type",
+            "webLink",
+            "bodyPreview",
+            "hasAttachments",
+            "originalStart",
+            "onlineMeeting",
+            "onlineMeetingUrl",
+            "isDraft",
+        }
+    ),
+    ignored=frozenset({"iCalUId"}),  # read-only, yet Graph drops it from a write without an error
+)
+SUBSCRIPTION_SCHEMA = Complex(
+    "microsoft.graph.subscription",
+    {
+        "changeType": _STR,
+        "notificationUrl": _STR,
+        "lifecycleNotificationUrl": _STR,
+        "resource": _STR,
+        "expirationDateTime": "DateTimeOffset",
+        "clientState": _STR,
+        "includeResourceData": "Boolean",
+        "encryptionCertificate": _STR,
+        "encryptionCertificateId": _STR,
+        "latestSupportedTlsVersion": _STR,
+        "notificationQueryOptions": _STR,
+        "notificationUrlAppId": _STR,
+    },
+    read_only=frozenset({"id", "applicationId", "creatorId"}),
+)
+
+_DATE_TIME_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})\Z")
+_PRIMITIVE_NAMES = {"String": "Edm.String", "Boolean": "Edm.Boolean", "Int32": "Edm.Int32", "Double": "Edm.Double"}
+
+
+def _read_error(message: str) -> HttpError:
+    # OData's reader refuses a body this way on every Graph workload: 400 "RequestBodyRead", with the
+    # reader's own message (e.g. microsoftgraph/msgraph-sdk-dotnet#450, msgraph-sdk-java#391).
+    return HttpError(400, "RequestBodyRead", message)
+
+
+def _type_name(kind: Any) -> str:
+    if isinstance(kind, list):
+        return f"Collection({_type_name(kind[0])})"
+    if isinstance(kind, Complex):
+        return kind.name
+    if isinstance(kind, frozenset):
+        return "Edm.String"
+    return _PRIMITIVE_NAMES.get(kind, f"Edm.{kind}")
+
+
+def validate(schema: Complex, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as Graph would read it (ignored properties dropped), or the :class:`HttpError` Graph answers."""
+    for name in body:
+        if name in schema.read_only:
+            raise HttpError(400, "ErrorInvalidPropertySet", "Set action is invalid for property.")
+    _check_complex(schema, body)
+    return {k: v for k, v in body.items() if k not in schema.ignored}
+
+
+def _check_complex(schema: Complex, value: dict[str, Any]) -> None:
+    for name, item in value.items():
+        if name.startswith("@") or "@odata." in name:
+            continue  # instance annotations (@odata.type, @odata.etag) are not properties
+        if name not in schema.properties and name not in schema.read_only and name not in schema.ignored:
+            raise _read_error(
+                f"The property '{name}' does not exist on type '{schema.name}'. Make sure to only use property "
+                "names that are defined by the type or mark the type as open type."
+            )
+        if name in schema.properties:
+            _check_value(name, schema.properties[name], item)
+
+
+def _check_value(name: str, kind: Any, value: Any) -> None:
+    if value is None:
+        if isinstance(kind, list):
+            expected = f"{_type_name(kind)}[Nullable=False]"
+            raise _read_error(
+                f"A null value was found for the property named '{name}', which has the expected type "
+                f"'{expected}'. The expected type '{expected}' does not allow null values."
+            )
+        return
+    if isinstance(kind, list):
+        if not isinstance(value, list):
+            raise _read_error(
+                f"A node of type '{_node(value)}' was read from the JSON reader when trying to read the contents "
+                f"of the property '{name}'; however, a 'StartArray' node was expected."
+            )
+        for element in value:
+            _check_value(name, kind[0], element)
+        return
+    if isinstance(kind, Complex) or kind == "Object":
+        if not isinstance(value, dict):
+            raise _read_error(
+                f"A node of type '{_node(value)}' was read from the JSON reader when trying to read the contents "
+                f"of the property '{name}'; however, a 'StartObject' node was expected."
+            )
+        if isinstance(kind, Complex):
+            _check_complex(kind, value)
+        return
+    if isinstance(value, (dict, list)):
+        raise _read_error(
+            f"A node of type '{_node(value)}' was read from the JSON reader when trying to read the contents of "
+            f"the property '{name}'; however, a 'PrimitiveValue' node was expected."
+        )
+    _check_primitive(name, kind, value)
+
+
+def _check_primitive(name: str, kind: Any, value: Any) -> None:
+    if isinstance(kind, frozenset):
+        if value not in kind:
+            raise _read_error(f"Cannot convert the literal '{value}' to the expected type '{_enum_name(name)}'.")
+        return
+    ok = {
+        "String": isinstance(value, str),
+        "Boolean": isinstance(value, bool),
+        "Int32": isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31,
+        "Double": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "DateTimeOffset": isinstance(value, str) and bool(_DATE_TIME_OFFSET.match(value)),
+    }[kind]
+    if not ok:
+        if isinstance(value, str):
+            raise _read_error(f"Cannot convert the literal '{value}' to the expected type '{_type_name(kind)}'.")
+        raise _read_error(
+            f"Cannot convert a primitive value to the expected type '{_type_name(kind)}'. See the inner exception "
+            "for more details."
+        )
+
+
+def _node(value: Any) -> str:
+    return "StartObject" if isinstance(value, dict) else "StartArray" if isinstance(value, list) else "PrimitiveValue"
+
+
+def _enum_name(name: str) -> str:
+    return _O + name[:1].upper() + name[1:]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -1034,7 +1333,7 @@ class GraphSandbox(Sandbox):
     def create_folder_contact(self, request: Request) -> Response:
         mailbox = self._user(request)
         folder = mailbox.folder(request.params["folder"])
-        return self._ok(self._create(mailbox, folder, self._body(request)), status=201)
+        return self._ok(self._create(mailbox, folder, self._body(request, CONTACT_SCHEMA)), status=201)
 
     @route("GET", USER + r"/contacts")
     def list_default_contacts(self, request: Request) -> Response:
@@ -1043,7 +1342,7 @@ class GraphSandbox(Sandbox):
     @route("POST", USER + r"/contacts")
     def create_default_contact(self, request: Request) -> Response:
         mailbox = self._user(request)
-        return self._ok(self._create(mailbox, mailbox.contacts, self._body(request)), status=201)
+        return self._ok(self._create(mailbox, mailbox.contacts, self._body(request, CONTACT_SCHEMA)), status=201)
 
     @route("GET", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>(?!delta\Z)[^/]+)")
     def get_contact(self, request: Request) -> Response:
@@ -1055,7 +1354,7 @@ class GraphSandbox(Sandbox):
     def update_contact(self, request: Request) -> Response:
         mailbox = self._user(request)
         folder, _ = mailbox.find_contact(request.params["contact"])
-        changes = self._body(request)
+        changes = self._body(request, CONTACT_SCHEMA)
         return self._ok(
             self._update(mailbox, folder, request.params["contact"], changes, request.headers.get("if-match"))
         )
@@ -1068,14 +1367,14 @@ class GraphSandbox(Sandbox):
         return Response(204)
 
     @staticmethod
-    def _body(request: Request) -> dict[str, Any]:
+    def _body(request: Request, schema: Complex | None = None) -> dict[str, Any]:
         try:
             body = request.json()
         except ValueError as exc:
             raise HttpError(400, "BadRequest", "Unable to read JSON request payload.") from exc
         if not isinstance(body, dict):
             raise HttpError(400, "BadRequest", "Empty Payload. JSON content expected.")
-        return body
+        return body if schema is None else validate(schema, body)
 
     # ------------------------------------------------------------------------------ event routes
 
@@ -1086,7 +1385,7 @@ class GraphSandbox(Sandbox):
     @route("POST", USER + r"/(?:calendar/)?events")
     def create_event(self, request: Request) -> Response:
         mailbox = self._user(request)
-        created = self._create(mailbox, mailbox.calendar, self._body(request))
+        created = self._create(mailbox, mailbox.calendar, self._body(request, EVENT_SCHEMA))
         zone, _ = _prefer(request)
         return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[created["id"]], zone), zone, 201)
 
@@ -1103,7 +1402,8 @@ class GraphSandbox(Sandbox):
     def update_event(self, request: Request) -> Response:
         mailbox = self._user(request)
         event_id = request.params["event"]
-        self._update(mailbox, mailbox.calendar, event_id, self._body(request), request.headers.get("if-match"))
+        changes = self._body(request, EVENT_SCHEMA)
+        self._update(mailbox, mailbox.calendar, event_id, changes, request.headers.get("if-match"))
         zone, _ = _prefer(request)
         return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[event_id], zone), zone)
 
@@ -1298,7 +1598,7 @@ class GraphSandbox(Sandbox):
     @route("POST", r"/v1\.0/subscriptions")
     def create_subscription(self, request: Request) -> Response:
         claims = self._claims(request)
-        body = self._body(request)
+        body = self._body(request, SUBSCRIPTION_SCHEMA)
         for key in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
             if not body.get(key):
                 raise HttpError(400, "InvalidRequest", f"{key} is a required property for subscription creation.")
@@ -1345,7 +1645,7 @@ class GraphSandbox(Sandbox):
     @route("PATCH", r"/v1\.0/subscriptions/(?P<sub>[^/]+)")
     def renew_subscription(self, request: Request) -> Response:
         sub = self._own_subscription(request)
-        body = self._body(request)
+        body = self._body(request, SUBSCRIPTION_SCHEMA)
         if "expirationDateTime" in body:
             sub.expiration = self._check_expiration(body["expirationDateTime"])
             sub.needs_reauthorization = False  # renewing also reauthorizes
