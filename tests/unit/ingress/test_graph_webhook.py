@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from concord.ingress.apps.graph_webhook import GraphWebhook
+from concord.ingress.graph import MAX_VALIDATION_TOKEN
 from concord.observability import metrics
 from tests.support.events import load_event
 from tests.unit.ingress.helpers import (
@@ -51,6 +52,35 @@ def test_validation_handshake_echoes_the_token_as_text(webhook: GraphWebhook, de
     assert answer["statusCode"] == 200
     assert answer["multiValueHeaders"]["Content-Type"] == ["text/plain"]
     assert answer["body"].startswith("Validation: Testing client application reachability")
+    assert _queue(deps).bodies == []
+
+
+def _handshake(token: str) -> dict[str, Any]:
+    event = _event("validation")
+    event["queryStringParameters"] = {"validationToken": token}
+    event["multiValueQueryStringParameters"] = {"validationToken": [token]}
+    return event
+
+
+def test_a_validation_token_of_the_longest_allowed_size_is_echoed(webhook: GraphWebhook) -> None:
+    token = "Validation: " + "x" * (MAX_VALIDATION_TOKEN - len("Validation: "))
+    answer = webhook.resolve(_handshake(token), CONTEXT)
+    assert (answer["statusCode"], answer["body"]) == (200, token)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("x" * (MAX_VALIDATION_TOKEN + 1), f"validationToken longer than {MAX_VALIDATION_TOKEN} characters"),
+        ("", "empty validationToken"),
+        ("Validation:\r\nSet-Cookie: a=b", "validationToken holds control characters"),
+    ],
+)
+def test_an_oversized_or_odd_validation_token_is_not_echoed(
+    webhook: GraphWebhook, deps: Deps, token: str, reason: str
+) -> None:
+    answer = webhook.resolve(_handshake(token), CONTEXT)
+    assert answer["statusCode"] == 400 and json.loads(answer["body"]) == {"error": reason}
     assert _queue(deps).bodies == []
 
 

@@ -24,9 +24,22 @@ if TYPE_CHECKING:
     from concord.adapters.subscriptions import Channel
     from concord.notices import Kind, ObjectType
 
-__all__ = ["MAX_BATCH", "GraphBatch", "ParsedItem", "authenticate", "parse_batch", "validation_token"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_VALIDATION_TOKEN",
+    "GraphBatch",
+    "ParsedItem",
+    "authenticate",
+    "parse_batch",
+    "validation_token",
+]
 
 MAX_BATCH = 1000
+
+MAX_VALIDATION_TOKEN = 1024
+"""The longest ``validationToken`` echoed. Graph sends about 110 characters ("Validation: Testing client
+application reachability for subscription Request-Id: <uuid>"); its documentation calls the token
+opaque and gives no maximum, so the bound leaves ample room for a longer one."""
 
 _ODATA_TYPES: dict[str, ObjectType] = {
     "#microsoft.graph.contact": "contact",
@@ -92,10 +105,21 @@ def validation_token(query: Mapping[str, str] | None) -> str | None:
 
     The token is form-encoded (``+`` for a space). API Gateway has already percent-decoded it but
     keeps a literal ``+``; Graph's tokens never hold one, so it maps back to a space.
+
+    Raises ``Rejected(400)`` for a token that is empty, longer than :data:`MAX_VALIDATION_TOKEN`
+    or holds control characters: the endpoint echoes what it is sent, and must not become a
+    reflector of arbitrary content for anyone who finds its URL.
     """
     if not query or "validationToken" not in query:
         return None
-    return query["validationToken"].replace("+", " ")
+    token = query["validationToken"].replace("+", " ")
+    if not token:
+        raise Rejected(400, "empty validationToken")
+    if len(token) > MAX_VALIDATION_TOKEN:
+        raise Rejected(400, f"validationToken longer than {MAX_VALIDATION_TOKEN} characters")
+    if not token.isprintable():
+        raise Rejected(400, "validationToken holds control characters")
+    return token
 
 
 def _object_type(item: _Item) -> ObjectType | None:
