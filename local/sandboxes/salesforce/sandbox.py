@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -38,13 +38,13 @@ from local.sandboxes.salesforce.schema import (
     SObjectType,
     lookup_type,
     make_id,
-    now,
     parse_date,
     parse_datetime,
     sf_datetime,
     type_of_id,
 )
-from local.sandboxes.salesforce.soql import SoqlError, compile_query, matches, sort_key
+from local.sandboxes.salesforce.schema import now as _now
+from local.sandboxes.salesforce.soql import Query, SoqlError, compile_query, matches, sort_key
 from local.sandboxes.server import Faults, HttpError, Pusher, Request, Response, Sandbox, route, verify_assertion
 
 if TYPE_CHECKING:
@@ -56,11 +56,13 @@ JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_COLLECTION_WRITE = 200
 MAX_COLLECTION_READ = 2000
 MAX_COMPOSITE = 25
+MIN_BATCH_SIZE, MAX_BATCH_SIZE = 200, 2000  # Sforce-Query-Options batchSize bounds; 2,000 is the default
 MAX_ASSERTION_LIFETIME_S = 180
 CLOCK_SKEW_S = 5
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _REFERENCE = re.compile(r"@\{([^}]+)\}")
 _NOT_FOUND_MESSAGE = "The requested resource does not exist"
+_VIEW = "__view__"  # marks a row of a derived object (TaskWhoRelation) rendered from another's record
 
 
 class RecordFailure(Exception):
@@ -87,13 +89,19 @@ class ValidationRule:
     message: str = "This value is not allowed."
 
 
+def now() -> datetime:
+    """System timestamps (LastModifiedDate, SystemModstamp) hold whole seconds in Salesforce
+    (``2026-11-23T12:15:16.000+0000``), so an ``If-Unmodified-Since`` HTTP date can name them exactly."""
+    return _now().replace(microsecond=0)
+
+
 def _season_label(version: str) -> str:
     number = int(float(version))
     season = ("Winter", "Spring", "Summer")[(number - 59) % 3]
     return f"{season} '{24 + (number - 59) // 3:02d}"
 
 
-_ADMIN_ACTIONS = ("lock_rows", "validation_rules", "cdc/gap", "cdc/faults", "limits", "seed")
+_ADMIN_ACTIONS = ("lock_rows", "validation_rules", "cdc/gap", "cdc/faults", "limits", "seed", "fail_after_commit")
 
 
 class SalesforceSandbox(Sandbox):
@@ -144,6 +152,7 @@ class SalesforceSandbox(Sandbox):
 
     def _clear_state(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
+        self._after_commit: list[int | None] = []  # one per pending fault: a 5xx status, or None (drop)
         self._counters: dict[str, int] = {}
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._pending: list[Change] = []
@@ -291,8 +300,20 @@ class SalesforceSandbox(Sandbox):
                     self._commit()
                 finally:
                     self._pending = []
+                if request.method != "GET" and response.status < 300 and self._after_commit:
+                    status = self._after_commit.pop(0)
+                    if status is None:
+                        raise _DropConnection
+                    response = self.error(status, "ServiceUnavailable", "")
             response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_usage}/{self.daily_limit}"
         return response
+
+    def fail_after_commit(self, calls: int = 1, *, status: int | None = 500) -> None:
+        """The next ``calls`` successful writes are committed (records stored, change events out) and then
+        answered with ``status`` (a 5xx), or, with ``status=None``, by closing the connection unanswered:
+        what a client sees when Salesforce times out or fails after the record exists."""
+        with self._lock:
+            self._after_commit = [status] * calls
 
     @staticmethod
     def _change_origin(request: Request, version: str) -> str:
@@ -383,9 +404,9 @@ class SalesforceSandbox(Sandbox):
             "name": sobject.name,
             "label": sobject.label,
             "keyPrefix": sobject.prefix,
-            "createable": sobject.name != "User",
-            "updateable": True,
-            "deletable": sobject.name != "User",
+            "createable": sobject.name != "User" and not sobject.view_of,
+            "updateable": sobject.name != "TaskRelation" and not sobject.view_of,
+            "deletable": sobject.name != "User" and not sobject.view_of,
             "queryable": True,
             "custom": False,
             "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
@@ -625,6 +646,10 @@ class SalesforceSandbox(Sandbox):
 
     def create(self, sobject: SObjectType, values: Mapping[str, Any]) -> str:
         """Insert one record as the API does (validation, defaults, stamps); returns its id."""
+        if sobject.view_of:
+            raise RecordFailure(
+                "INVALID_TYPE_FOR_OPERATION", f"entity type {sobject.name} does not support insert", status=400
+            )
         self._take_lock_failure(None)
         record: dict[str, Any] = dict(DEFAULTS.get(sobject.name, {}))
         for name, value in values.items():
@@ -632,6 +657,10 @@ class SalesforceSandbox(Sandbox):
                 continue
             field_name, typed = self._coerce(sobject, name, value, creating=True)
             record[field_name] = typed
+        if sobject.name == "TaskRelation" and record.get("RelationId"):
+            # "Value is false if RelationId is a contact or lead and true otherwise" (Object Reference)
+            relation = type_of_id(str(record["RelationId"]))
+            record["IsWhat"] = relation is not None and relation.name not in ("Contact", "Lead")
         if "OwnerId" in sobject.fields and not record.get("OwnerId"):
             record["OwnerId"] = self.user_id
         self._derive(sobject, record)
@@ -661,10 +690,12 @@ class SalesforceSandbox(Sandbox):
     def update(self, sobject: SObjectType, record_id: str, values: Mapping[str, Any]) -> None:
         """Update one live record; ``values`` may carry ``Id`` and ``attributes``, which are skipped."""
         record = self._existing(sobject, record_id)
+        if record.get("IsConverted") and sobject.name == "Lead":
+            raise RecordFailure("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", status=400)
         self._take_lock_failure(record["Id"])
         updated = dict(record)
         for name, value in values.items():
-            if name in ("attributes", "Id", "id"):
+            if name == "attributes" or name.lower() == "id":  # field names are case-insensitive
                 continue
             field_name, typed = self._coerce(sobject, name, value, creating=False)
             updated[field_name] = typed
@@ -696,9 +727,13 @@ class SalesforceSandbox(Sandbox):
         stamp = sf_datetime(now())
         record.update(IsDeleted=True, LastModifiedDate=stamp, SystemModstamp=stamp)
         self._pending.append(Change(sobject, record["Id"], "DELETE", dict(record), origin=self._origin))
-        if sobject.name == "Event":
+        if sobject.name == "TaskRelation":
+            # "When a TaskRelation record is deleted, it isn't moved to the Recycle Bin" (Object Reference)
+            del self.records[record["Id"]]
+        parent_field = {"Event": "EventId", "Task": "TaskId"}.get(sobject.name)
+        if parent_field is not None:  # a deleted activity takes its relations to the recycle bin with it
             for relation in self.records.values():
-                if relation.get("EventId") == record["Id"] and not relation["IsDeleted"]:
+                if relation.get(parent_field) == record["Id"] and not relation["IsDeleted"]:
                     relation.update(IsDeleted=True, SystemModstamp=stamp)
 
     @contextlib.contextmanager
@@ -746,7 +781,7 @@ class SalesforceSandbox(Sandbox):
         return None if parent is None else self._value(parent, path[1:])
 
     def _render_paths(self, record: dict[str, Any], paths: list[tuple[str, ...]], version: str) -> dict[str, Any]:
-        sobject = type_of_id(record["Id"])
+        sobject = TYPES[record[_VIEW]] if _VIEW in record else type_of_id(record["Id"])
         assert sobject is not None
         rendered: dict[str, Any] = {"attributes": {"type": sobject.name, "url": self._url(record, sobject, version)}}
         nested: dict[str, list[tuple[str, ...]]] = {}
@@ -766,20 +801,38 @@ class SalesforceSandbox(Sandbox):
     # ------------------------------------------------------------------------------ queries
 
     def _live(self, sobject: SObjectType, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        if sobject.view_of:
+            yield from self._view_rows(sobject, include_deleted)
+            return
         for record_id, record in self.records.items():
             if record_id.startswith(sobject.prefix) and (include_deleted or not record["IsDeleted"]):
                 yield record
 
-    def run_query(self, soql: str, *, include_deleted: bool, version: str, kind: str) -> dict[str, Any]:
+    def _view_rows(self, view: SObjectType, include_deleted: bool) -> Iterator[dict[str, Any]]:
+        """TaskWhoRelation: the TaskRelations to a Contact or Lead, with ``Type`` naming which."""
+        base = TYPES[view.view_of]
+        for record in self._live(base, include_deleted):
+            if record.get("IsWhat"):
+                continue
+            relation = type_of_id(str(record.get("RelationId") or ""))
+            yield {**record, "Type": relation.name if relation else None, _VIEW: view.name}
+
+    def run_query(
+        self, soql: str, *, include_deleted: bool, version: str, batch_size: int | None = None
+    ) -> dict[str, Any]:
         try:
             query = compile_query(soql)
         except SoqlError as exc:
             raise HttpError(400, exc.code, exc.message) from exc
-        rows = [
-            r
-            for r in self._live(query.sobject, include_deleted)
-            if query.where is None or matches(query.where, r, self._value)
-        ]
+        rows = self._select(query, self._live(query.sobject, include_deleted))
+        if query.count_only:
+            return {"totalSize": len(rows), "done": True, "records": []}
+        rendered = [self._render_row(r, query, version, include_deleted) for r in rows]
+        return self._page(rendered, 0, version, batch_size)
+
+    def _select(self, query: Query, candidates: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+        """WHERE, ORDER BY, OFFSET and LIMIT applied to ``candidates``."""
+        rows = [r for r in candidates if query.where is None or matches(query.where, r, self._value)]
         for path, descending, nulls_last in reversed(query.order):
             keyed = [(sort_key(self._value(r, path)), r) for r in rows if self._value(r, path) is not None]
             keyed.sort(key=lambda pair: pair[0], reverse=descending)
@@ -787,36 +840,65 @@ class SalesforceSandbox(Sandbox):
             absent = [r for r in rows if self._value(r, path) is None]
             rows = present + absent if nulls_last else absent + present
         rows = rows[query.offset :]
-        if query.limit is not None:
-            rows = rows[: query.limit]
-        if query.count_only:
-            return {"totalSize": len(rows), "done": True, "records": []}
-        rendered = [self._render_paths(r, query.fields, version) for r in rows]
-        return self._page(rendered, 0, version, kind)
+        return rows if query.limit is None else rows[: query.limit]
 
-    def _page(self, rows: list[dict[str, Any]], offset: int, version: str, kind: str) -> dict[str, Any]:
-        chunk = rows[offset : offset + self.batch_size]
+    def _render_row(self, record: dict[str, Any], query: Query, version: str, include_deleted: bool) -> dict[str, Any]:
+        rendered = self._render_paths(record, query.fields, version)
+        for child in query.children:
+            # A child relationship answers as a query result of its own, or null when it holds no rows.
+            siblings = (
+                r for r in self._live(child.query.sobject, include_deleted) if r.get(child.parent_field) == record["Id"]
+            )
+            rows = [self._render_paths(r, child.query.fields, version) for r in self._select(child.query, siblings)]
+            rendered[child.relationship] = {"totalSize": len(rows), "done": True, "records": rows} if rows else None
+        return rendered
+
+    def _page(self, rows: list[dict[str, Any]], offset: int, version: str, batch_size: int | None) -> dict[str, Any]:
+        size = min(self.batch_size, batch_size or MAX_BATCH_SIZE)
+        chunk = rows[offset : offset + size]
         end = offset + len(chunk)
         result: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows)}
         if end < len(rows):
             locator = "01g" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(15))
             self._cursors[locator] = rows
-            result["nextRecordsUrl"] = f"/services/data/v{version}/{kind}/{locator}-{end}"
+            # queryAll's locator too is a /query/ URL ("QueryAll More Results", REST API Developer Guide);
+            # either resource then serves it, deleted rows included.
+            result["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
         result["records"] = chunk
         return result
+
+    @staticmethod
+    def _batch_size(request: Request) -> int | None:
+        """``Sforce-Query-Options: batchSize=N``: 200 to 2,000, a wish the server may shrink (Query Options Header)."""
+        options = request.headers.get("sforce-query-options", "")
+        for part in options.split(","):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "batchsize":
+                try:
+                    wanted = int(value.strip())
+                except ValueError:
+                    raise HttpError(400, "INVALID_QUERY_OPTIONS", f"invalid batchSize: {value.strip()}") from None
+                return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, wanted))
+        return None
 
     def _query(self, request: Request, kind: str) -> Response:
         soql = request.arg("q")
         if not soql:
             raise HttpError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        result = self.run_query(soql, include_deleted=kind == "queryAll", version=request.params["version"], kind=kind)
+        result = self.run_query(
+            soql,
+            include_deleted=kind == "queryAll",
+            version=request.params["version"],
+            batch_size=self._batch_size(request),
+        )
         return Response(200, result)
 
-    def _more(self, request: Request, kind: str) -> Response:
+    def _more(self, request: Request) -> Response:
         rows = self._cursors.get(request.params["locator"])
         if rows is None:
             raise HttpError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return Response(200, self._page(rows, int(request.params["offset"]), request.params["version"], kind))
+        page = self._page(rows, int(request.params["offset"]), request.params["version"], self._batch_size(request))
+        return Response(200, page)
 
     @route("GET", V + r"/query/?")
     def query(self, request: Request) -> Response:
@@ -828,11 +910,11 @@ class SalesforceSandbox(Sandbox):
 
     @route("GET", V + r"/query/(?P<locator>01g\w+)-(?P<offset>\d+)/?")
     def query_more(self, request: Request) -> Response:
-        return self._more(request, "query")
+        return self._more(request)
 
     @route("GET", V + r"/queryAll/(?P<locator>01g\w+)-(?P<offset>\d+)/?")
     def query_all_more(self, request: Request) -> Response:
-        return self._more(request, "queryAll")
+        return self._more(request)
 
     # ------------------------------------------------------------------------------ collections
 
@@ -863,9 +945,7 @@ class SalesforceSandbox(Sandbox):
         body = self._body(request) or {}
         return self._retrieve(request, list(body.get("ids") or []), list(body.get("fields") or []))
 
-    def _collection_write(
-        self, items: list[Any], all_or_none: bool, write: Callable[[Any], str], failed_id: Callable[[Any], str | None]
-    ) -> Response:
+    def _collection_write(self, items: list[Any], all_or_none: bool, write: Callable[[Any], str]) -> Response:
         if len(items) > MAX_COLLECTION_WRITE:
             raise HttpError(
                 400,
@@ -878,10 +958,8 @@ class SalesforceSandbox(Sandbox):
                 try:
                     results.append({"id": write(item), "success": True, "errors": []})
                 except RecordFailure as failure:
-                    result: dict[str, Any] = {"success": False, "errors": [failure.as_result_error()]}
-                    if (record_id := failed_id(item)) is not None:
-                        result = {"id": record_id, **result}
-                    results.append(result)
+                    # SaveResult: "If this field is empty, then the object wasn't updated": a failure has no id
+                    results.append({"success": False, "errors": [failure.as_result_error()]})
             if all_or_none and not all(r["success"] for r in results):
                 rollback()
                 rolled_back = {
@@ -890,23 +968,15 @@ class SalesforceSandbox(Sandbox):
                     "AllOrNone header",
                     "fields": [],
                 }
-                results = [
-                    r if not r["success"] else self._rolled_back(failed_id(item), rolled_back)
-                    for item, r in zip(items, results, strict=True)
-                ]
+                results = [r if not r["success"] else {"success": False, "errors": [rolled_back]} for r in results]
         return Response(200, results)
-
-    @staticmethod
-    def _rolled_back(record_id: str | None, error: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = {"success": False, "errors": [error]}
-        return {"id": record_id, **result} if record_id else result  # a rolled-back create has no id
 
     def _record_type(self, record: Any) -> SObjectType:
         if not isinstance(record, dict):
             raise RecordFailure("JSON_PARSER_ERROR", "Each record must be a JSON object")
         type_name = (record.get("attributes") or {}).get("type")
-        if not type_name and record.get("Id"):
-            found = type_of_id(str(record["Id"]))
+        if not type_name and _record_id(record):
+            found = type_of_id(_record_id(record))
             type_name = found.name if found else None
         sobject = lookup_type(type_name) if type_name else None
         if sobject is None:
@@ -919,13 +989,11 @@ class SalesforceSandbox(Sandbox):
 
         def write(record: Any) -> str:
             sobject = self._record_type(record)
-            if record.get("Id"):
+            if _record_id(record):
                 raise RecordFailure("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             return self.create(sobject, record)
 
-        return self._collection_write(
-            list(body.get("records") or []), bool(body.get("allOrNone")), write, lambda _: None
-        )
+        return self._collection_write(list(body.get("records") or []), bool(body.get("allOrNone")), write)
 
     @route("PATCH", V + r"/composite/sobjects/?")
     def collection_update(self, request: Request) -> Response:
@@ -933,16 +1001,13 @@ class SalesforceSandbox(Sandbox):
 
         def write(record: Any) -> str:
             sobject = self._record_type(record)
-            record_id = record.get("Id")
+            record_id = _record_id(record)
             if not record_id:
                 raise RecordFailure("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
-            self.update(sobject, str(record_id), record)
-            return str(self._existing(sobject, str(record_id))["Id"])
+            self.update(sobject, record_id, record)
+            return str(self._existing(sobject, record_id)["Id"])
 
-        def failed_id(record: Any) -> str | None:
-            return record.get("Id") if isinstance(record, dict) else None
-
-        return self._collection_write(list(body.get("records") or []), bool(body.get("allOrNone")), write, failed_id)
+        return self._collection_write(list(body.get("records") or []), bool(body.get("allOrNone")), write)
 
     @route("DELETE", V + r"/composite/sobjects/?")
     def collection_delete(self, request: Request) -> Response:
@@ -955,7 +1020,7 @@ class SalesforceSandbox(Sandbox):
             self.delete(record_id)
             return record_id
 
-        return self._collection_write(ids, all_or_none, write, lambda record_id: record_id)
+        return self._collection_write(ids, all_or_none, write)
 
     # ------------------------------------------------------------------------------ composite
 
@@ -1219,6 +1284,34 @@ class SalesforceSandbox(Sandbox):
             self.update(spec, record_id, fields)
             self._commit()
 
+    def convert_lead(self, lead_id: str) -> str:
+        """Convert a Lead as a user in the UI would: a Contact (and an Account of its Company) is made, and
+        the Lead becomes read-only (``IsConverted``; updates fail ``CANNOT_UPDATE_CONVERTED_LEAD``)."""
+        with self._lock:
+            lead = self._existing(TYPES["Lead"], lead_id)
+            self._origin = ""
+            account_id = self.create(TYPES["Account"], {"Name": lead["Company"]})
+            contact_id = self.create(
+                TYPES["Contact"],
+                {
+                    name: lead.get(name)
+                    for name in ("FirstName", "LastName", "Email", "Phone", "Title")
+                    if lead.get(name) is not None
+                }
+                | {"AccountId": account_id},
+            )
+            self.update(TYPES["Lead"], lead["Id"], {})
+            stamp = sf_datetime(now())
+            self.records[lead["Id"]].update(
+                IsConverted=True,
+                ConvertedContactId=contact_id,
+                ConvertedAccountId=account_id,
+                ConvertedDate=stamp[:10],
+                Status="Closed - Converted",
+            )
+            self._commit()
+            return contact_id
+
     def record(self, record_id: str) -> dict[str, Any] | None:
         with self._lock:
             found = self._find(record_id)
@@ -1308,6 +1401,9 @@ class SalesforceSandbox(Sandbox):
             except ValueError as exc:
                 return Response(400, {"error": str(exc)})
             return Response(200, {"emitted": True})
+        if action == "fail_after_commit":  # {"calls": N, "status": 500} or {"calls": N, "status": null}: dropped
+            self.fail_after_commit(int(spec.get("calls", 1)), status=spec.get("status", 500))
+            return Response(200, {"after_commit": len(self._after_commit)})
         if action == "limits":
             with self._lock:
                 self.daily_limit = int(spec.get("daily_limit", self.daily_limit))
@@ -1315,3 +1411,14 @@ class SalesforceSandbox(Sandbox):
             return Response(200, {"api_usage": self.api_usage, "daily_limit": self.daily_limit})
         self.seed()
         return Response(200, self.state())
+
+
+def _record_id(record: Mapping[str, Any]) -> str:
+    """A record's ``Id``, however it is cased: field names are case-insensitive, and the REST API guide's own
+    sObject Collections update example sends ``"id"``."""
+    return next((str(value) for name, value in record.items() if name.lower() == "id" and value), "")
+
+
+class _DropConnection(Exception):
+    """Raised out of the request handler so the server closes the connection with no answer (a fault after
+    commit). The shared server has no switch for this; an unhandled error in the handler closes the socket."""

@@ -61,6 +61,8 @@ class SObjectType:
     fields: dict[str, Field] = field(default_factory=dict)
     # compound fields as CDC nests them: {"Name": ("Salutation", "FirstName", "LastName")}
     compounds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a derived, read-only object over another's rows (TaskWhoRelation: the TaskRelations that are not IsWhat)
+    view_of: str = ""
 
     def field(self, name: str) -> Field | None:
         """Field names are case-insensitive in Salesforce; this returns the canonical one."""
@@ -118,6 +120,16 @@ _WHO = ("Contact", "Lead")
 _WHAT = ("Account",)
 
 
+def _activity_custom() -> list[Field]:
+    """Custom fields of Activity, which Salesforce shows on Task and Event alike.
+
+    Activity custom fields cannot be External IDs or unique, so no upsert by them: Concord reads by them
+    before it creates. The deploy creates both on Activity (Text 255): the mailbox event's iCalendar UID,
+    and the logged email's Internet Message-ID.
+    """
+    return [Field("Concord_ICalUID__c", "string", 255), Field("Concord_Message_ID__c", "string", 255)]
+
+
 def _types() -> dict[str, SObjectType]:
     def build(name: str, prefix: str, label: str, fields: list[Field], **compounds: tuple[str, ...]) -> SObjectType:
         return SObjectType(name, prefix, label, {f.name: f for f in _system_fields() + fields}, dict(compounds))
@@ -163,6 +175,9 @@ def _types() -> dict[str, SObjectType]:
                 Field("Company", "string", 255, required=True),
                 Field("Status", "picklist", 255),
                 Field("IsConverted", "boolean", createable=False, updateable=False),
+                Field("ConvertedContactId", "reference", createable=False, updateable=False, references=("Contact",)),
+                Field("ConvertedAccountId", "reference", createable=False, updateable=False, references=("Account",)),
+                Field("ConvertedDate", "date", createable=False, updateable=False),
                 *_address(""),
                 *_owned(),
             ],
@@ -190,7 +205,7 @@ def _types() -> dict[str, SObjectType]:
                 Field("IsRecurrence2", "boolean"),
                 Field("Recurrence2PatternText", "textarea", 1024),
                 Field("Recurrence2PatternStartDate", "datetime"),
-                Field("Concord_ICalUID__c", "string", 255),
+                *_activity_custom(),
                 *_owned(),
             ],
         ),
@@ -220,8 +235,38 @@ def _types() -> dict[str, SObjectType]:
                 Field("TaskSubtype", "picklist", 40),
                 Field("WhoId", "reference", references=_WHO),
                 Field("WhatId", "reference", references=_WHAT),
+                *_activity_custom(),
                 *_owned(),
             ],
+        ),
+        # Shared Activities: a Task relates to one Lead or up to 50 Contacts, and to one "what" (IsWhat).
+        # TaskRelation supports create, delete and query, not update (Object Reference, TaskRelation).
+        "TaskRelation": build(
+            "TaskRelation",
+            "0RT",
+            "Task Relation",
+            [
+                Field("TaskId", "reference", required=True, updateable=False, references=("Task",)),
+                Field("RelationId", "reference", required=True, updateable=False, references=(*_WHO, *_WHAT)),
+                Field("IsWhat", "boolean", updateable=False),
+                Field("AccountId", "reference", createable=False, updateable=False, references=("Account",)),
+            ],
+        ),
+        "TaskWhoRelation": SObjectType(
+            "TaskWhoRelation",
+            "0RT",
+            "Task Who Relation",
+            {
+                f.name: f
+                for f in [
+                    *_system_fields(),
+                    Field("TaskId", "reference", createable=False, updateable=False, references=("Task",)),
+                    Field("RelationId", "reference", createable=False, updateable=False, references=_WHO),
+                    Field("Type", "string", 50, createable=False, updateable=False),
+                    Field("AccountId", "reference", createable=False, updateable=False, references=("Account",)),
+                ]
+            },
+            view_of="TaskRelation",
         ),
         "User": build(
             "User",
@@ -242,7 +287,23 @@ def _types() -> dict[str, SObjectType]:
 
 
 TYPES: dict[str, SObjectType] = _types()
-BY_PREFIX: dict[str, SObjectType] = {t.prefix: t for t in TYPES.values()}
+BY_PREFIX: dict[str, SObjectType] = {t.prefix: t for t in TYPES.values() if not t.view_of}
+
+# Child relationships a parent names in a subquery: relationship → (child sObject, the child's parent field).
+CHILDREN: dict[str, dict[str, tuple[str, str]]] = {
+    "Account": {"Contacts": ("Contact", "AccountId")},
+    "Event": {"EventRelations": ("EventRelation", "EventId")},
+    "Task": {"TaskRelations": ("TaskRelation", "TaskId"), "TaskWhoRelations": ("TaskWhoRelation", "TaskId")},
+}
+
+
+def child_relationship(parent: SObjectType, name: str) -> tuple[str, SObjectType, str] | None:
+    """(canonical relationship name, child type, parent field) of ``name`` on ``parent``, case-insensitively."""
+    for relationship, (child, parent_field) in CHILDREN.get(parent.name, {}).items():
+        if relationship.lower() == name.lower():
+            return relationship, TYPES[child], parent_field
+    return None
+
 
 # Defaults Salesforce fills in on create when the field is not given.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -250,6 +311,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "Event": {"IsAllDayEvent": False, "IsPrivate": False, "ShowAs": "Busy", "IsRecurrence2": False},
     "EventRelation": {"IsInvitee": True, "IsWhat": False, "IsParent": False, "Status": "New"},
     "Task": {"Status": "Not Started", "Priority": "Normal"},
+    "TaskRelation": {"IsWhat": False},
     "User": {"IsActive": True, "TimeZoneSidKey": "GMT"},
 }
 

@@ -3,7 +3,9 @@
 ``SELECT f1, Rel.f2 | COUNT() FROM Type [WHERE ...] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...]
 [LIMIT n] [OFFSET n]`` with ``=``, ``!=``/``<>``, ``<``, ``>``, ``<=``, ``>=``, ``IN (...)``, ``NOT IN``,
 ``LIKE``, ``AND``/``OR``/``NOT``, parentheses, string/number/date/datetime literals, ``NULL``,
-``TRUE``/``FALSE``, and parent relationship paths (``Account.Name``, ``Who.Name``, ``Owner.Email``).
+``TRUE``/``FALSE``, parent relationship paths (``Account.Name``, ``Who.Name``, ``Owner.Email``) and one
+level of child relationship subqueries (``(SELECT RelationId, Relation.Email FROM EventRelations)``).
+String literals take exactly the escapes the SOQL reference lists, and nothing else (see ``_ESCAPES``).
 
 Errors carry the code Salesforce uses: ``MALFORMED_QUERY``, ``INVALID_FIELD``, ``INVALID_TYPE``.
 """
@@ -16,7 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from local.sandboxes.salesforce.schema import TYPES, SObjectType, lookup_type, parse_date, parse_datetime
+from local.sandboxes.salesforce.schema import (
+    TYPES,
+    SObjectType,
+    child_relationship,
+    lookup_type,
+    parse_date,
+    parse_datetime,
+)
 
 
 class SoqlError(Exception):
@@ -38,7 +47,11 @@ _TOKEN = re.compile(
     re.X,
 )
 
+# The SOQL and SOSL Reference, "Quoted String Escape Sequences": these and ``\\uXXXX`` are the only escapes;
+# ``\\%`` and ``\\_`` are valid in a LIKE pattern only; "If you use a backslash character in any other
+# context, an error occurs." (``\\b`` is backspace, as in Java, whose escapes SOQL follows.)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
+_LIKE_ESCAPES = frozenset("%_")
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class Token:
 
 @dataclass(frozen=True)
 class Literal:
-    kind: str  # string, number, boolean, null, date, datetime
+    kind: str  # string, number, boolean, null, date, datetime, pattern (a LIKE literal, compiled)
     value: Any
 
 
@@ -65,9 +78,33 @@ class Condition:
 
 
 @dataclass
+class _Raw:
+    """A parsed SELECT before its names are resolved against the schema."""
+
+    names: list[str] = field(default_factory=list)
+    children: list[_Raw] = field(default_factory=list)
+    count_only: bool = False
+    sobject: str = ""
+    where: Condition | None = None
+    order: list[tuple[str, bool, bool]] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class Child:
+    """A child relationship subquery: ``(SELECT ... FROM EventRelations)`` on Event."""
+
+    relationship: str  # as the parent names it, and as the answer's key
+    parent_field: str  # the child's reference to the parent (EventId)
+    query: Query
+
+
+@dataclass
 class Query:
     sobject: SObjectType
     fields: list[tuple[str, ...]] = field(default_factory=list)  # canonical paths
+    children: list[Child] = field(default_factory=list)
     count_only: bool = False
     where: Condition | None = None
     order: list[tuple[tuple[str, ...], bool, bool]] = field(default_factory=list)  # path, descending, nulls last
@@ -89,9 +126,43 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _unquote(text: str) -> str:
+def _scan(text: str, *, like: bool) -> list[tuple[str, bool]]:
+    """The characters of a quoted literal, each with whether it is a LIKE wildcard (``%``/``_`` unescaped)."""
     body = text[1:-1]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+    out: list[tuple[str, bool]] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char != "\\":
+            out.append((char, like and char in _LIKE_ESCAPES))
+            index += 1
+            continue
+        escape = body[index + 1 : index + 2]
+        if escape in ('"', "'", "\\"):
+            out.append((escape, False))
+            index += 2
+        elif escape and escape.lower() in "nrtbf":
+            out.append((_ESCAPES[escape.lower()], False))
+            index += 2
+        elif like and escape in _LIKE_ESCAPES:
+            out.append((escape, False))
+            index += 2
+        elif escape == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", body[index + 2 : index + 6]):
+            out.append((chr(int(body[index + 2 : index + 6], 16)), False))
+            index += 6
+        else:
+            raise SoqlError("MALFORMED_QUERY", f"Invalid string literal: illegal escape sequence '\\{escape}'")
+    return out
+
+
+def _unquote(text: str) -> str:
+    return "".join(char for char, _ in _scan(text, like=False))
+
+
+def _like_pattern(text: str) -> re.Pattern[str]:
+    """A LIKE literal as a regular expression: ``%`` any run, ``_`` one character, ``\\%``/``\\_`` themselves."""
+    parts = [(".*" if char == "%" else ".") if wild else re.escape(char) for char, wild in _scan(text, like=True)]
+    return re.compile("".join(parts), re.I | re.S)
 
 
 class _Parser:
@@ -133,34 +204,42 @@ class _Parser:
         self.index += 1
         return token
 
-    def parse(self) -> tuple[list[str], bool, str, Condition | None, list[tuple[str, bool, bool]], int | None, int]:
-        self.expect_keyword("SELECT")
-        names: list[str] = []
-        count_only = False
-        if self.keyword("COUNT"):
-            self.take("punct", "(")
-            self.take("punct", ")")
-            count_only = True
-        else:
-            names.append(self.take("word").text)
-            while self.at(","):
-                names.append(self.take("word").text)
-        self.expect_keyword("FROM")
-        sobject = self.take("word").text
-        where = None
-        if self.keyword("WHERE"):
-            where = self.disjunction()
-        order: list[tuple[str, bool, bool]] = []
-        if self.keyword("ORDER", "BY"):
-            order.append(self.order_item())
-            while self.at(","):
-                order.append(self.order_item())
-        limit = int(self.take("number").text) if self.keyword("LIMIT") else None
-        offset = int(self.take("number").text) if self.keyword("OFFSET") else 0
+    def parse(self) -> _Raw:
+        raw = self.select(nested=False)
         extra = self.peek()
         if extra is not None:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{extra.text}'")
-        return names, count_only, sobject, where, order, limit, offset
+        return raw
+
+    def select(self, *, nested: bool) -> _Raw:
+        self.expect_keyword("SELECT")
+        raw = _Raw()
+        if not nested and self.keyword("COUNT"):
+            self.take("punct", "(")
+            self.take("punct", ")")
+            raw.count_only = True
+        else:
+            self.select_item(raw, nested)
+            while self.at(","):
+                self.select_item(raw, nested)
+        self.expect_keyword("FROM")
+        raw.sobject = self.take("word").text
+        if self.keyword("WHERE"):
+            raw.where = self.disjunction()
+        if self.keyword("ORDER", "BY"):
+            raw.order.append(self.order_item())
+            while self.at(","):
+                raw.order.append(self.order_item())
+        raw.limit = int(self.take("number").text) if self.keyword("LIMIT") else None
+        raw.offset = int(self.take("number").text) if not nested and self.keyword("OFFSET") else 0
+        return raw
+
+    def select_item(self, raw: _Raw, nested: bool) -> None:
+        if not nested and self.at("("):  # a child relationship subquery; Salesforce allows one level
+            raw.children.append(self.select(nested=True))
+            self.take("punct", ")")
+            return
+        raw.names.append(self.take("word").text)
 
     def order_item(self) -> tuple[str, bool, bool]:
         name = self.take("word").text
@@ -207,10 +286,11 @@ class _Parser:
         if self.keyword("IN"):
             return Condition("in", path=path, values=self.value_list())
         if self.keyword("LIKE"):
-            value = self.value()
-            if value.kind != "string":
+            token = self.peek()
+            if token is None or token.kind != "string":
                 raise SoqlError("MALFORMED_QUERY", "LIKE needs a string")
-            return Condition("like", path=path, values=(value,))
+            self.index += 1
+            return Condition("like", path=path, values=(Literal("pattern", _like_pattern(token.text)),))
         comparator = self.take("op").text
         return Condition(
             "cmp", path=path, comparator="!=" if comparator == "<>" else comparator, values=(self.value(),)
@@ -275,21 +355,37 @@ def resolve_path(sobject: SObjectType, name: str) -> tuple[str, ...]:
 
 
 def compile_query(text: str) -> Query:
-    names, count_only, type_name, where, order, limit, offset = _Parser(text).parse()
-    sobject = lookup_type(type_name)
+    raw = _Parser(text).parse()
+    sobject = lookup_type(raw.sobject)
     if sobject is None:
         raise SoqlError(
             "INVALID_TYPE",
-            f"sObject type '{type_name}' is not supported. If you are attempting to use a custom object, be sure "
+            f"sObject type '{raw.sobject}' is not supported. If you are attempting to use a custom object, be sure "
             "to append the '__c' after the entity name.",
         )
-    query = Query(sobject, count_only=count_only, limit=limit, offset=offset)
-    for name in names:
+    query = _resolve(sobject, raw)
+    for child in raw.children:
+        found = child_relationship(sobject, child.sobject)
+        if found is None:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"Didn't understand relationship '{child.sobject}' in FROM part of query call. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after the custom "
+                "relationship name.",
+            )
+        name, child_type, parent_field = found
+        query.children.append(Child(name, parent_field, _resolve(child_type, child)))
+    return query
+
+
+def _resolve(sobject: SObjectType, raw: _Raw) -> Query:
+    query = Query(sobject, count_only=raw.count_only, limit=raw.limit, offset=raw.offset)
+    for name in raw.names:
         path = resolve_path(sobject, name)
         if path not in query.fields:
             query.fields.append(path)
-    query.where = _resolve_condition(sobject, where) if where else None
-    query.order = [(resolve_path(sobject, name), desc, nulls_last) for name, desc, nulls_last in order]
+    query.where = _resolve_condition(sobject, raw.where) if raw.where else None
+    query.order = [(resolve_path(sobject, name), desc, nulls_last) for name, desc, nulls_last in raw.order]
     return query
 
 
@@ -325,10 +421,7 @@ def matches(condition: Condition, record: dict[str, Any], get: Getter) -> bool:
     if condition.op == "like":
         if value is None:
             return False
-        pattern = "".join(
-            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in str(condition.values[0].value)
-        )
-        return re.fullmatch(pattern, str(value), re.I | re.S) is not None
+        return condition.values[0].value.fullmatch(str(value)) is not None
     return _compare(value, condition.comparator, condition.values[0])
 
 

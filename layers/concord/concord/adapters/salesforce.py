@@ -26,7 +26,9 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 import jwt
@@ -49,6 +51,7 @@ from concord.adapters.http import (
     error_text,
     parse_retry_after,
 )
+from concord.adapters.soql import in_list
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,6 +63,7 @@ MAX_WRITE_BATCH = 200  # sObject Collections create/update/delete
 MAX_GET_IDS = 200  # ids per GET retrieve, well under the ~800 that overflow the URL
 MAX_POST_IDS = 2000  # ids per POST retrieve
 MAX_SUBREQUESTS = 25  # Composite
+_MARKER_CHUNK = 300  # values per IN list when looking creates up by their marker: keeps the URL short
 ASSERTION_LIFETIME_S = 170  # Salesforce refuses assertions that expire more than 3 minutes ahead
 # A daily-limit refusal without Retry-After: waiting within one invocation cannot help, so the
 # transport hands it back at once (the wait exceeds any Lambda's time left) and SQS retries later.
@@ -80,6 +84,8 @@ TRANSIENT_CODES = frozenset(
 # A create refused with one of these wrote nothing, so retrying it cannot make a duplicate.
 _NOTHING_WRITTEN = frozenset({"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 
+RelationType = Literal["EventRelation", "TaskRelation"]
+
 _LIMIT_INFO = re.compile(r"api-usage=(?P<used>\d+)/(?P<limit>\d+)")
 
 log = logging.getLogger(__name__)
@@ -96,11 +102,12 @@ class SalesforceApi(Protocol):
         """The usage reported by the latest answer, or None before the first call."""
         ...
 
-    def query(self, soql: str) -> Iterator[dict[str, Any]]:
-        """Records of a SOQL query, following ``nextRecordsUrl`` lazily page after page."""
+    def query(self, soql: str, *, batch_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Records of a SOQL query, following ``nextRecordsUrl`` lazily page after page. Every value in
+        ``soql`` must come from :mod:`concord.adapters.soql`. ``batch_size``: 200 to 2,000 a page."""
         ...
 
-    def query_all(self, soql: str) -> Iterator[dict[str, Any]]:
+    def query_all(self, soql: str, *, batch_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Like :meth:`query` through ``queryAll``: deleted and archived rows too (``IsDeleted``)."""
         ...
 
@@ -112,16 +119,29 @@ class SalesforceApi(Protocol):
         """Records by id, in the order of ``ids``; None where a record is missing or deleted."""
         ...
 
-    def create(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
-        """Insert records (any number, 200 per call), ``allOrNone`` false; one result per record."""
+    def create(
+        self, sobject: str, records: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> list[RecordResult]:
+        """Insert records (any number, 200 per call), ``allOrNone`` false; one result per record. Never
+        resent blind: an unknown outcome is looked up by ``marker`` (see :meth:`SalesforceClient.create`)."""
         ...
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
         """Update records, each carrying its ``Id``; one result per record."""
         ...
 
+    def update_one(
+        self, sobject: str, record_id: str, fields: Mapping[str, Any], *, if_unmodified_since: datetime | None = None
+    ) -> None:
+        """Update one record; :class:`ConflictError` if it changed after ``if_unmodified_since``."""
+        ...
+
     def delete(self, ids: Sequence[str]) -> list[RecordResult]:
         """Delete records by id; one result per id (``ENTITY_IS_DELETED``: it was gone already)."""
+        ...
+
+    def relate(self, relation: RelationType, pairs: Sequence[tuple[str, str]]) -> list[RecordResult]:
+        """EventRelation / TaskRelation rows for (activity id, Contact/Lead/User/Account id) pairs."""
         ...
 
     def create_event(self, event: Mapping[str, Any], relation_ids: Sequence[str]) -> EventWriteResult:
@@ -401,16 +421,18 @@ class SalesforceClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         create: bool = False,
+        headers: Mapping[str, str] | None = None,
+        retry: bool | None = None,
     ) -> httpx.Response:
         """One REST call with the session; a refused session is renewed once and the call repeated."""
         for attempt in (1, 2):
             session = self._current_session()
-            headers = {"Authorization": f"Bearer {session.access_token}", "Accept": "application/json"}
+            sent = {"Authorization": f"Bearer {session.access_token}", "Accept": "application/json", **(headers or {})}
             if method != "GET":
-                headers["Sforce-Call-Options"] = self._call_options
+                sent["Sforce-Call-Options"] = self._call_options
             url = path if path.startswith("https://") else session.instance_url + path
             try:
-                return self._send(method, url, headers=headers, params=params, json=json, create=create)
+                return self._send(method, url, headers=sent, params=params, json=json, create=create, retry=retry)
             except TokenExpired:
                 self._session = None
                 if attempt == 2:
@@ -423,10 +445,10 @@ class SalesforceClient:
                 log.info("salesforce session refused (INVALID_SESSION_ID); signing a new assertion")
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, url: str, *, create: bool, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, create: bool, retry: bool | None, **kwargs: Any) -> httpx.Response:
         """Creates are retried here, and only while the answer proves nothing was written."""
         if not create:
-            return self._http.request(method, url, **kwargs)
+            return self._http.request(method, url, retry=retry, **kwargs)
         attempt = 0
         while True:
             attempt += 1
@@ -445,20 +467,23 @@ class SalesforceClient:
 
     # --- reads
 
-    def _paged(self, resource: str, soql: str) -> Iterator[dict[str, Any]]:
-        body = self._call("GET", self._data(resource), params={"q": soql}).json()
+    def _paged(self, resource: str, soql: str, batch_size: int | None) -> Iterator[dict[str, Any]]:
+        # Sforce-Query-Options batchSize: 200 to 2,000, a wish the server may shrink (Query Options Header)
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else None
+        body = self._call("GET", self._data(resource), params={"q": soql}, headers=headers).json()
         while True:
             yield from body.get("records", [])
             next_url = body.get("nextRecordsUrl")
             if body.get("done", True) or not next_url:
                 return
-            body = self._call("GET", next_url).json()
+            # a queryAll's nextRecordsUrl names /query/; its locator still includes the deleted rows
+            body = self._call("GET", next_url, headers=headers).json()
 
-    def query(self, soql: str) -> Iterator[dict[str, Any]]:
-        return self._paged("query", soql)
+    def query(self, soql: str, *, batch_size: int | None = None) -> Iterator[dict[str, Any]]:
+        return self._paged("query", soql, batch_size)
 
-    def query_all(self, soql: str) -> Iterator[dict[str, Any]]:
-        return self._paged("queryAll", soql)
+    def query_all(self, soql: str, *, batch_size: int | None = None) -> Iterator[dict[str, Any]]:
+        return self._paged("queryAll", soql, batch_size)
 
     def get(self, sobject: str, record_id: str, fields: Sequence[str] | None = None) -> dict[str, Any]:
         params = {"fields": ",".join(fields)} if fields else None
@@ -475,19 +500,23 @@ class SalesforceClient:
                 results.extend(self._call("GET", path, params=params).json())
             return results
         for chunk in _chunks(ids, MAX_POST_IDS):
-            # POST here reads: the body only carries the ids that would overflow a URL
-            results.extend(self._call("POST", path, json={"ids": list(chunk), "fields": wanted}).json())
+            # POST here reads (so it is retried like a GET): the body carries ids that would overflow a URL
+            answer = self._call("POST", path, json={"ids": list(chunk), "fields": wanted}, retry=True)
+            results.extend(answer.json())
         return results
 
     # --- writes
 
     @staticmethod
-    def _results(answer: Any, count: int) -> list[RecordResult]:
+    def _results(answer: Any, count: int, ids: Sequence[str | None] | None = None) -> list[RecordResult]:
+        """One result per record sent. A failed SaveResult carries no id ("if this field is empty, the object
+        wasn't updated"), so for updates and deletes the id sent stands in: every result names its record."""
         if not isinstance(answer, list) or len(answer) != count:
             raise PermanentError(SYSTEM, f"sObject Collections answered {type(answer).__name__}, not {count} results")
+        sent = list(ids) if ids is not None else [None] * count
         return [
-            RecordResult(r.get("id"), bool(r.get("success")), _record_errors(r.get("errors")))
-            for r in answer
+            RecordResult(r.get("id") or known, bool(r.get("success")), _record_errors(r.get("errors")))
+            for r, known in zip(answer, sent, strict=True)
             if isinstance(r, dict)
         ]
 
@@ -499,11 +528,52 @@ class SalesforceClient:
                 "records": [{"attributes": {"type": sobject}, **dict(r)} for r in chunk],
             }
             answer = self._call(method, self._data("composite/sobjects"), json=payload, create=method == "POST")
-            results.extend(self._results(answer.json(), len(chunk)))
+            ids = None if method == "POST" else [str(r.get("Id")) for r in chunk]
+            results.extend(self._results(answer.json(), len(chunk), ids))
         return results
 
-    def create(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
-        return self._write("POST", sobject, records)
+    def create(
+        self, sobject: str, records: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> list[RecordResult]:
+        """Insert records, 200 a call. A create is never sent twice: when an answer leaves it unknown whether
+        a call's records were written (a 5xx, a timeout, a dropped connection), then
+
+        - with ``marker``, the name of a field whose value is unique per record (``Concord_ICalUID__c``,
+          ``Concord_Message_ID__c``), the records are looked up by it: those found are reported created,
+          with their ids; the rest come back failed ``UNKNOWN_OUTCOME`` (transient: a later attempt must
+          look them up by the marker before it creates, as the worker's match-before-create does; the
+          write may still be in flight, so "not found" is no proof it never happened);
+        - without ``marker``, the :class:`TransientError` is raised.
+        """
+        if marker is None:
+            return self._write("POST", sobject, records)
+        missing = [i for i, r in enumerate(records) if not r.get(marker)]
+        if missing:
+            raise ValueError(f"records at positions {missing} carry no {marker}")
+        results: list[RecordResult] = []
+        for chunk in _chunks(records, MAX_WRITE_BATCH):
+            try:
+                results.extend(self._write("POST", sobject, chunk))
+            except TransientError as exc:
+                if exc.code in _NOTHING_WRITTEN:
+                    raise  # the answer proves nothing was written: the caller may simply try again
+                results.extend(self._resolve_unknown(sobject, chunk, marker, exc))
+        return results
+
+    def _resolve_unknown(
+        self, sobject: str, records: Sequence[Mapping[str, Any]], marker: str, cause: TransientError
+    ) -> list[RecordResult]:
+        log.warning("salesforce: %d %s creates had an unknown outcome; looking them up", len(records), sobject)
+        values = [str(r[marker]) for r in records]
+        found: dict[str, str] = {}
+        for chunk in _chunks(values, _MARKER_CHUNK):
+            for row in self.query(f"SELECT Id, {marker} FROM {sobject} WHERE {marker} IN {in_list(chunk)}"):
+                found.setdefault(str(row.get(marker)), str(row["Id"]))
+        unknown = RecordError("UNKNOWN_OUTCOME", f"the create may or may not have been written ({cause})")
+        return [
+            RecordResult(found[value], True) if value in found else RecordResult(None, False, (unknown,))
+            for value in values
+        ]
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
         missing = [i for i, r in enumerate(records) if not r.get("Id")]
@@ -511,13 +581,34 @@ class SalesforceClient:
             raise ValueError(f"records at positions {missing} carry no Id")
         return self._write("PATCH", sobject, records)
 
+    def update_one(
+        self, sobject: str, record_id: str, fields: Mapping[str, Any], *, if_unmodified_since: datetime | None = None
+    ) -> None:
+        """Update one record through sObject Rows. With ``if_unmodified_since`` (the ``LastModifiedDate``
+        read; whole seconds, as Salesforce keeps it), a record changed since is refused with 412:
+        :class:`ConflictError`, re-read and plan again."""
+        headers = None
+        if if_unmodified_since is not None:
+            headers = {"If-Unmodified-Since": format_datetime(if_unmodified_since.astimezone(UTC), usegmt=True)}
+        self._call("PATCH", self._data(f"sobjects/{sobject}/{record_id}"), json=dict(fields), headers=headers)
+
     def delete(self, ids: Sequence[str]) -> list[RecordResult]:
         results: list[RecordResult] = []
         for chunk in _chunks(ids, MAX_WRITE_BATCH):
             params = {"ids": ",".join(chunk), "allOrNone": "false"}
             answer = self._call("DELETE", self._data("composite/sobjects"), params=params)
-            results.extend(self._results(answer.json(), len(chunk)))
+            results.extend(self._results(answer.json(), len(chunk), chunk))
         return results
+
+    def relate(self, relation: RelationType, pairs: Sequence[tuple[str, str]]) -> list[RecordResult]:
+        """Create ``EventRelation`` / ``TaskRelation`` rows for (activity id, relation id) pairs, 200 a call.
+
+        A Task relates to one Lead or up to 50 Contacts, and to one Account (``IsWhat``, which Salesforce
+        sets from the id). Remove relations with :meth:`delete`: a TaskRelation cannot be updated, and a
+        deleted one skips the recycle bin.
+        """
+        parent = "EventId" if relation == "EventRelation" else "TaskId"
+        return self.create(relation, [{parent: activity, "RelationId": who} for activity, who in pairs])
 
     def create_event(self, event: Mapping[str, Any], relation_ids: Sequence[str]) -> EventWriteResult:
         """One Composite call: the Event, then sObject Collections creates of its relations.
