@@ -7,6 +7,7 @@ Google's keys come from a JWKS served over HTTP on loopback, so PyJWKClient real
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ import pytest
 
 from concord.ingress.apps.google_webhook import GoogleWebhook
 from concord.ingress.apps.graph_webhook import GraphWebhook
-from concord.ingress.apps.salesforce_events import SalesforceEvents
+from concord.ingress.apps.salesforce_events import EnqueueFailed, SalesforceEvents
 from concord.ingress.apps.salesforce_webhook import SalesforceWebhook
 from concord.notices import ChangeNotice, decode_message
 from concord.settings import WebhookSettings
@@ -182,3 +183,44 @@ def test_change_event_enqueued_once(aws: LocalStack, settings: WebhookSettings) 
     assert handler.handle(event, CONTEXT)["status"] == "replayed"
     [notice] = _notices(_drain(aws))
     assert notice.record_id == "0035g00000ADALVAA1"
+
+
+# ------------------------------------------------------------------------------------ store outages
+
+
+@pytest.fixture
+def dynamodb_down(aws: LocalStack, settings: WebhookSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """DynamoDB's endpoint is a loopback port that refuses connections (bound, never listening)."""
+    refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    refuser.bind(("127.0.0.1", 0))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{refuser.getsockname()[1]}")
+    yield
+    refuser.close()
+
+
+def _error(answer: dict[str, Any]) -> str:
+    return str(json.loads(answer["body"])["error"])
+
+
+@pytest.mark.usefixtures("dynamodb_down")
+def test_every_route_answers_a_retryable_503_when_dynamodb_cannot_be_reached(
+    aws: LocalStack, settings: WebhookSettings
+) -> None:
+    graph = GraphWebhook(settings).resolve(load_event("graph_webhook/notifications"), CONTEXT)
+    assert graph["statusCode"] == 503 and "retry later" in _error(graph)
+
+    google = GoogleWebhook(settings)
+    gmail = load_event("google_webhook/gmail_push")
+    gmail["headers"]["Authorization"] = f"Bearer {KEY.token()}"
+    for event in (gmail, load_event("google_webhook/calendar_notification")):
+        answer = google.resolve(event, CONTEXT)
+        assert answer["statusCode"] == 503 and "retry later" in _error(answer)
+
+    outbound = load_event("salesforce_webhook/outbound_message")
+    salesforce = SalesforceWebhook(settings).resolve(outbound, CONTEXT)
+    assert salesforce["statusCode"] == 503 and "soapenv:Server" in salesforce["body"]
+    assert "retry later" in salesforce["body"]
+
+    with pytest.raises(EnqueueFailed, match="retry later"):  # raised: Lambda retries, then dead-letters
+        SalesforceEvents(settings).handle(load_event("salesforce_events/contact_change_event"), CONTEXT)
+    assert _drain(aws) == []

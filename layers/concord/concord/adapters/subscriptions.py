@@ -25,11 +25,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["Channel", "LookupUnavailable", "SubscriptionStore", "channel_key", "gmail_key", "secret_digest"]
 
@@ -110,7 +113,23 @@ class Channel:
 
 
 class LookupUnavailable(RuntimeError):
-    """The table could not answer in time (throttled beyond the retry budget)."""
+    """The table could not answer now: unreachable, refusing, or throttled beyond the retry budget.
+
+    The message names the operation and the error's class or code, never a key or an item.
+    """
+
+
+@contextmanager
+def _unavailable_on_aws_errors(operation: str) -> Iterator[None]:
+    # botocore has already retried (the client's retry mode); what is left is an outage for the
+    # caller to answer as "retry later", not a crash that API Gateway turns into an opaque 502.
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        raise LookupUnavailable(f"Subscriptions table: {operation} failed ({code})") from exc
+    except BotoCoreError as exc:
+        raise LookupUnavailable(f"Subscriptions table: {operation} failed ({type(exc).__name__})") from exc
 
 
 class SubscriptionStore:
@@ -134,17 +153,21 @@ class SubscriptionStore:
         return self._client
 
     def get(self, pk: str) -> Channel | None:
-        """The channel with this ``pk``, or ``None``."""
-        answer = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": pk}, "sk": {"S": _SK}},
-            ConsistentRead=True,
-        )
+        """The channel with this ``pk``, or ``None``. Raises :class:`LookupUnavailable`."""
+        with _unavailable_on_aws_errors("GetItem"):
+            answer = self.client.get_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": pk}, "sk": {"S": _SK}},
+                ConsistentRead=True,
+            )
         item = answer.get("Item")
         return Channel.from_item(item) if item else None
 
     def get_many(self, pks: Iterable[str]) -> dict[str, Channel]:
-        """The channels among ``pks`` that exist, by ``pk`` (BatchGetItem, 100 keys a call)."""
+        """The channels among ``pks`` that exist, by ``pk`` (BatchGetItem, 100 keys a call).
+
+        Raises :class:`LookupUnavailable`.
+        """
         wanted = sorted(set(pks))
         found: dict[str, Channel] = {}
         for start in range(0, len(wanted), _BATCH_GET_LIMIT):
@@ -153,7 +176,8 @@ class SubscriptionStore:
             for attempt in range(self._attempts):
                 if attempt:
                     time.sleep(0.02 * 2**attempt)
-                answer = self.client.batch_get_item(RequestItems=request)
+                with _unavailable_on_aws_errors("BatchGetItem"):
+                    answer = self.client.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table_name, []):
                     channel = Channel.from_item(item)
                     if channel is not None:

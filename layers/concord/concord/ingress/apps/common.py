@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from concord.adapters.subscriptions import LookupUnavailable
 from concord.ingress.errors import Rejected
+from concord.observability import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -82,11 +84,20 @@ class Deps:
 def webhook_resolver(on_rejected: Callable[[Rejected], Response[str]]) -> APIGatewayRestResolver:
     """Powertools' REST API resolver, with every :class:`Rejected` a route raises answered by ``on_rejected``.
 
-    Anything else a route raises propagates: Lambda reports the invocation failed and API Gateway
-    answers 502, so the sender retries, and the error and its stack are in the function's log.
+    :class:`~concord.adapters.subscriptions.LookupUnavailable` (DynamoDB unreachable, refusing or
+    throttled) is answered as ``Rejected(503)``, retryable, with a reason. Anything else a route
+    raises propagates: Lambda reports the invocation failed and API Gateway answers 502, so the
+    sender retries, and the error and its stack are in the function's log.
     """
     app = APIGatewayRestResolver()
     app.exception_handler(Rejected)(on_rejected)
+
+    def store_unavailable(error: LookupUnavailable) -> Response[str]:
+        # What failed (operation, error class) goes to the log; the sender gets a retryable 503.
+        logger.warning("subscriptions table unavailable", extra={"error": str(error)})
+        return on_rejected(Rejected(503, "the subscriptions store cannot be read right now; retry later"))
+
+    app.exception_handler(LookupUnavailable)(store_unavailable)
     return app
 
 
