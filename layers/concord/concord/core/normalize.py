@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "NO_YEAR",
     "Value",
     "date_key",
     "datetime_key",
@@ -229,20 +230,29 @@ def _parse_datetime(value: object, zone: str | None = None) -> datetime | None:
     """
     if value is None or value == "":
         return None
+    if zone is not None and not isinstance(zone, str):
+        raise ValueError(f"a time zone is a {type(zone).__name__}, not text")
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        return _from_epoch_ms(value)
     elif isinstance(value, str):
         raw = value.strip()
         if raw.isdigit():
-            return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+            return _from_epoch_ms(int(raw))
         moment = _parse_iso(raw)
     else:
-        raise ValueError(f"not a date-time: {value!r}")
+        raise ValueError(f"a date-time is a {type(value).__name__}, not text or a number")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=resolve_zone(zone) if zone else UTC)
     return moment.astimezone(UTC)
+
+
+def _from_epoch_ms(value: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("epoch milliseconds out of range") from None
 
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -255,7 +265,11 @@ def _parse_iso(raw: str) -> datetime:
     raw = _FRACTION.sub(lambda match: "." + (match.group(1) + "000000")[:6], raw, count=1)
     if len(raw) > 5 and raw[-5] in "+-" and raw[-3] != ":" and "T" in raw:
         raw = raw[:-2] + ":" + raw[-2:]
-    return datetime.fromisoformat(raw)
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        # Python's message quotes the text; a reason must not.
+        raise ValueError("not an ISO-8601 date-time") from None
 
 
 def datetime_key(moment: datetime) -> str:
@@ -281,14 +295,30 @@ def parse_date(value: object) -> date | None:
     if isinstance(value, date):
         return value
     if isinstance(value, dict):
-        year, month, day = value.get("year"), value.get("month"), value.get("day")
-        if not (isinstance(month, int) and isinstance(day, int)):
-            return None
-        # Google allows a birthday without a year; 1604 is the conventional "no year" leap year.
-        return date(year if isinstance(year, int) and year else 1604, month, day)
+        return _parse_date_parts(value)
     if isinstance(value, str):
-        return date.fromisoformat(value.strip()[:10])
-    raise ValueError(f"not a date: {value!r}")
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            raise ValueError("not a YYYY-MM-DD date") from None
+    raise ValueError(f"a date is a {type(value).__name__}, not text or a {{year, month, day}} object")
+
+
+NO_YEAR = 1604
+"""The year of a date whose year is unknown (a Google birthday without one): the conventional leap
+year that Outlook also uses, so that 29 February is valid."""
+
+
+def _parse_date_parts(value: dict[str, object]) -> date | None:
+    year, month, day = value.get("year"), value.get("month"), value.get("day")
+    if month in (None, 0) or day in (None, 0):
+        return None  # Google's empty Date, or a year on its own: no day to sync
+    if type(month) is not int or type(day) is not int or (year is not None and type(year) is not int):
+        raise ValueError("a {year, month, day} date has a part that is not a whole number")
+    try:
+        return date(year or NO_YEAR, month, day)
+    except ValueError:
+        raise ValueError("a {year, month, day} date that does not exist") from None
 
 
 def date_key(day: date) -> str:

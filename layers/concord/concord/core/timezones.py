@@ -180,9 +180,11 @@ def resolve_zone(name: str) -> ZoneInfo:
     """
     key = name.strip()
     iana = _BY_LOWER.get(key.lower(), key)
+    # The name comes from a provider: the message quotes a bounded part of it, never the whole.
+    unknown = f"unknown time zone {key[:64]!r}"
     if not iana or "\x00" in iana:
-        raise UnknownTimeZone(f"unknown time zone {name!r}")
+        raise UnknownTimeZone(unknown)
     try:
         return ZoneInfo(iana)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise UnknownTimeZone(f"unknown time zone {name!r}") from error
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UnknownTimeZone(unknown) from None

@@ -10,6 +10,26 @@ Salesforce writes of relation-valued fields (attendees, email participants, a Co
 field patches: :meth:`Transform.relation` describes them, and the plan emits a ``relate`` operation that
 the worker resolves (emails to Contact/Lead ids, an account name to an ``AccountId``).
 
+Unreadable data: every ``read_*``/``write_*`` method and every bound reader of every transform (the
+base class guards subclasses' overrides too, see :meth:`Transform.__init_subclass__`) raises
+:class:`UnsyncableValue` and nothing else for a value it cannot read or write: a malformed date or
+date-time, an unknown time zone, a provider value of the wrong type. ``plan()`` turns it into a ``skip``
+with the message as the reason. Text-like transforms read any JSON value (a number as its text).
+
+Wire formats, as each API documents them (the wire-type tests assert these exact shapes):
+
+- ``date``: Salesforce ``date`` fields ``YYYY-MM-DD`` (REST API "Valid Date and DateTime Formats");
+  Graph contact ``birthday`` an ``Edm.DateTimeOffset`` ``YYYY-MM-DDT00:00:00Z``; Google People
+  ``birthdays[].date`` a ``Date`` ``{year, month, day}`` (year left out when unknown).
+- ``datetime_tz``: Salesforce ``dateTime`` as ``yyyy-MM-ddTHH:mm:ss.SSSZ``; Graph ``dateTimeTimeZone``
+  ``{dateTime: "…T16:00:00.0000000", timeZone: "UTC"}``; Google ``EventDateTime`` ``{dateTime (RFC
+  3339), timeZone}`` or ``{date}``, with the other form set to ``null`` because ``events.patch`` merges
+  ``start``/``end`` and an event holding both ``date`` and ``dateTime`` is refused.
+- ``private``: Graph ``sensitivity`` (``normal``/``private``), Google ``visibility``
+  (``default``/``private``), Salesforce ``IsPrivate`` boolean; ``show_as``: Graph ``showAs``
+  (``free``, ``tentative``, ``busy``, ``oof``, ``workingElsewhere``), Google ``transparency``
+  (``opaque``/``transparent``), Salesforce ``ShowAs`` picklist (``Busy``, ``Free``, ``OutOfOffice``).
+
 Registered names: ``text`` (the default), ``multiline``, ``html_text``, ``email``, ``phone``, ``date``,
 ``bool``, ``datetime_tz``, ``all_day``, ``private``, ``show_as``, ``name_join``, ``name_split`` (an
 alias), ``address``, ``attendees``, ``participants``, ``account_name``.
@@ -19,8 +39,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import UTC, date, datetime
+from functools import lru_cache, wraps
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from concord.core import normalize as norm
@@ -29,11 +49,86 @@ if TYPE_CHECKING:
     from concord.core.normalize import Value
     from concord.core.paths import Path
 
-__all__ = ["REGISTRY", "Context", "Reader", "Rule", "Transform", "get_transform", "register"]
+__all__ = ["REGISTRY", "Context", "Reader", "Rule", "Transform", "UnsyncableValue", "get_transform", "register"]
 
 type Provider = Literal["graph", "google"]
 #: a rule's read of one side with its context bound: the record's JSON in, the canonical value out
 type Reader = Callable[[Mapping[str, Any]], Value]
+
+
+class UnsyncableValue(ValueError):
+    """A value that a transform cannot read or write: malformed, of a type the API does not send, or in
+    an unknown time zone. The one exception a transform raises for bad data (see the module docstring).
+
+    The message names the field and the transform and says what is wrong; it never quotes the value
+    (personal data, and a malformed value may be anything), except an unknown time zone's name."""
+
+    def __init__(self, field: str, transform: str, reason: str) -> None:
+        super().__init__(f"field {field!r} ({transform}): {reason}")
+        self.field = field
+        self.transform = transform
+        self.reason = reason
+
+
+#: what reading or writing malformed data raises (the normalisers raise ``ValueError`` with messages that
+#: do not quote the value; ``OverflowError`` comes from out-of-range epochs and dates)
+_DATA_ERRORS = (ValueError, OverflowError)
+_REASON_LIMIT = 200
+
+
+def _unsyncable(rule: Rule, transform: Transform, error: Exception) -> UnsyncableValue:
+    reason = str(error) if isinstance(error, ValueError) else "value out of range"
+    return UnsyncableValue(rule.name, transform.name, reason[:_REASON_LIMIT] or type(error).__name__)
+
+
+def _guard_reader(reader: Reader, rule: Rule, transform: Transform) -> Reader:
+    def read(doc: Mapping[str, Any]) -> Value:
+        try:
+            return reader(doc)
+        except UnsyncableValue:
+            raise
+        except _DATA_ERRORS as error:
+            raise _unsyncable(rule, transform, error) from error
+
+    return read
+
+
+def _guard_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method(self, rule, …)`` raising :class:`UnsyncableValue` for bad data."""
+
+    @wraps(method)
+    def guarded(self: Transform, rule: Rule, *args: Any) -> Any:
+        try:
+            return method(self, rule, *args)
+        except UnsyncableValue:
+            raise
+        except _DATA_ERRORS as error:
+            raise _unsyncable(rule, self, error) from error
+
+    return guarded
+
+
+def _guard_factory(method: Callable[..., Reader]) -> Callable[..., Reader]:
+    """``method(self, rule, ctx)`` returning a reader that raises :class:`UnsyncableValue` for bad data."""
+
+    @wraps(method)
+    def guarded(self: Transform, rule: Rule, ctx: Context) -> Reader:
+        return _guard_reader(method(self, rule, ctx), rule, self)
+
+    return guarded
+
+
+_GUARDED_METHODS = ("read_sf", "read_mb", "write_sf", "write_mb")
+_GUARDED_FACTORIES = ("sf_reader", "mb_reader")
+
+
+def _install_guards(cls: type[Transform]) -> None:
+    for name in _GUARDED_METHODS:
+        if name in cls.__dict__:
+            setattr(cls, name, _guard_method(cls.__dict__[name]))
+    for name in _GUARDED_FACTORIES:
+        if name in cls.__dict__:
+            setattr(cls, name, _guard_factory(cls.__dict__[name]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +154,20 @@ class Rule:
 
 
 class Transform:
-    """Base class: a single scalar at one path on each side, normalised by :meth:`normalize`."""
+    """Base class: a single scalar at one path on each side, normalised by :meth:`normalize`.
+
+    Every class's own ``read_sf``, ``read_mb``, ``write_sf``, ``write_mb``, ``sf_reader`` and
+    ``mb_reader`` are wrapped when the class is defined, so that bad data raises
+    :class:`UnsyncableValue` naming the field whatever a subclass does (a new transform cannot forget it).
+    """
 
     name: ClassVar[str] = "text"
     #: how many Salesforce fields an entry using this transform names (``None``: exactly one)
     salesforce_fields: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _install_guards(cls)
 
     def normalize(self, raw: Any, ctx: Context) -> Value:
         return norm.text(raw)
@@ -129,6 +233,9 @@ class Transform:
     def relation(self, rule: Rule, old: Value, new: Value, ctx: Context) -> dict[str, Any]:
         """The body of the ``relate`` operation that makes Salesforce hold ``new`` (see ``relates``)."""
         raise NotImplementedError(f"transform {self.name!r} does not relate records")
+
+
+_install_guards(Transform)
 
 
 def _read_nothing(doc: Mapping[str, Any]) -> Value:
@@ -271,6 +378,20 @@ class Date(Transform):
     def text_normalizer(self, ctx: Context) -> Callable[[str], Value] | None:
         return _date_str if type(self).normalize is Date.normalize else None
 
+    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
+        if not isinstance(value, str):
+            return value
+        if side == "google":
+            day = _day(value)
+            # People's Date leaves the year out when it is unknown; the reader takes that as 1604.
+            found = {"year": day.year, "month": day.month, "day": day.day}
+            if day.year == norm.NO_YEAR:
+                del found["year"]
+            return found
+        if side == "graph":
+            return f"{_day(value).isoformat()}T00:00:00Z"
+        return _day(value).isoformat()
+
 
 _DATE = Date()
 
@@ -279,16 +400,6 @@ _DATE = Date()
 def _date_str(raw: str) -> Value:
     """``Date.normalize`` of a string, cached (birthdays and activity dates repeat on every plan)."""
     return _DATE.normalize(raw, _NO_CONTEXT)
-
-    def to_json(self, value: Value, side: str, ctx: Context) -> Any:
-        if not isinstance(value, str):
-            return value
-        if side == "google":
-            year, month, day = (int(part) for part in value.split("-"))
-            return {"year": year, "month": month, "day": day}
-        if side == "graph":
-            return f"{value}T00:00:00Z"
-        return value
 
 
 @register
@@ -314,11 +425,13 @@ class DateTimeTz(Transform):
     - Graph: ``start.dateTime`` + its sibling ``timeZone`` (Windows or IANA name); all-day when the
       event's ``isAllDay`` is true, then the date part as written. Written as ``{dateTime, timeZone:
       "UTC"}`` (all-day: midnight of the date).
-    - Google: ``start.dateTime`` (with offset) or, all-day, ``start.date``; written as ``{dateTime}`` or
-      ``{date}``.
-    - Salesforce: ``StartDateTime``/``EndDateTime``; all-day when ``IsAllDayEvent``, then midnight UTC of
-      the date. Salesforce stores an all-day event's *last* day while both mailboxes store the day after
-      it (exclusive end), so an entry with option ``end: true`` shifts the date by one day.
+    - Google: ``start.dateTime`` (with offset) or, all-day, ``start.date``; written as ``{dateTime,
+      timeZone: "UTC", date: null}`` or ``{date, dateTime: null}`` (see the module docstring).
+    - Salesforce: ``StartDateTime``/``EndDateTime`` (written ``yyyy-MM-ddTHH:mm:ss.000Z``); all-day when
+      ``IsAllDayEvent``, then midnight UTC of the date (Salesforce fills ``ActivityDate`` and
+      ``DurationInMinutes`` from them). Salesforce stores an all-day event's *last* day while both
+      mailboxes store the day after it (exclusive end), so an entry with option ``end: true`` shifts the
+      date by one day.
     """
 
     name = "datetime_tz"
@@ -346,7 +459,7 @@ class DateTimeTz(Transform):
             return None
         if ctx.provider == "google":
             if container.get("date"):
-                return norm.date_key(norm.parse_date(container["date"]) or _never())
+                return _date_text(container["date"])
             raw, zone = container.get("dateTime"), container.get("timeZone")
             if type(raw) is str and (zone is None or type(zone) is str):
                 return norm.datetime_text(raw, zone)
@@ -356,7 +469,7 @@ class DateTimeTz(Transform):
         if not raw:
             return None
         if doc.get("isAllDay"):
-            return str(raw)[:10]
+            return _date_text(raw)
         zone = container.get("timeZone") or "UTC"
         if type(raw) is str and type(zone) is str:
             return norm.datetime_text(raw, zone)
@@ -368,7 +481,7 @@ class DateTimeTz(Transform):
     ) -> None:
         if isinstance(value, str) and len(value) == 10:
             day = norm.shift_date_key(value, -1) if rule.options.get("end") else value
-            patch[rule.sf_paths[0].top] = f"{day}T00:00:00.000+0000"
+            patch[rule.sf_paths[0].top] = f"{day}T00:00:00.000Z"
         else:
             patch[rule.sf_paths[0].top] = _sf_datetime(value)
 
@@ -380,15 +493,45 @@ class DateTimeTz(Transform):
         if not isinstance(value, str):
             patch[top] = None
         elif ctx.provider == "google":
-            patch[top] = {"date": value} if len(value) == 10 else {"dateTime": value, "timeZone": "UTC"}
+            # events.patch merges start/end: the other form is cleared, or an event that changes
+            # between timed and all-day would hold both and be refused.
+            if len(value) == 10:
+                patch[top] = {"date": _day(value).isoformat(), "dateTime": None}
+            else:
+                patch[top] = {"dateTime": _utc_text(value), "timeZone": "UTC", "date": None}
         elif len(value) == 10:
-            patch[top] = {"dateTime": f"{value}T00:00:00.0000000", "timeZone": "UTC"}
+            patch[top] = {"dateTime": f"{_day(value).isoformat()}T00:00:00.0000000", "timeZone": "UTC"}
         else:
-            patch[top] = {"dateTime": value[:-1] + ".0000000", "timeZone": "UTC"}
+            patch[top] = {"dateTime": _utc_text(value)[:-1] + ".0000000", "timeZone": "UTC"}
 
 
-def _never() -> Any:
-    raise ValueError("unreachable: a present date always parses")
+def _date_text(raw: Any) -> str:
+    """The canonical date of an all-day start or end as a mailbox writes it (its date part)."""
+    if not isinstance(raw, str):
+        raise ValueError(f"an all-day date is a {type(raw).__name__}, not text")
+    day = norm.parse_date(raw)
+    if day is None:
+        raise ValueError("an all-day date is blank")
+    return norm.date_key(day)
+
+
+def _utc_text(value: str) -> str:
+    """A canonical instant (``YYYY-MM-DDTHH:MM:SSZ``), checked."""
+    return _instant(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(value: str) -> datetime:
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError("not a canonical date-time (YYYY-MM-DDTHH:MM:SSZ)") from None
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a canonical date (YYYY-MM-DD)") from None
 
 
 def _parent(path: Path, doc: Mapping[str, Any]) -> Any:
@@ -403,8 +546,7 @@ def _parent(path: Path, doc: Mapping[str, Any]) -> Any:
 def _sf_datetime(value: Value) -> str | None:
     if not isinstance(value, str):
         return None
-    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    return _instant(value).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 @register
@@ -720,7 +862,8 @@ class Participants(Attendees):
     def read_mb(self, rule: Rule, doc: Mapping[str, Any], ctx: Context) -> Value:
         found: list[Any] = []
         if ctx.provider == "google":
-            headers = doc.get("payload", {}).get("headers", [])
+            payload = doc.get("payload")
+            headers = payload.get("headers") if isinstance(payload, Mapping) else None
             for header in headers if isinstance(headers, list) else []:
                 if isinstance(header, Mapping) and str(header.get("name", "")).lower() in {"from", "to", "cc"}:
                     found.extend(_header_addresses(str(header.get("value", ""))))
