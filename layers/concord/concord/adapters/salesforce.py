@@ -79,6 +79,8 @@ TRANSIENT_CODES = frozenset(
         # the record was fine; another one in the same all-or-none call (or composite) failed
         "ALL_OR_NONE_OPERATION_ROLLED_BACK",
         "PROCESSING_HALTED",
+        # a create whose outcome is unknown (see SalesforceClient.create): the next attempt looks it up first
+        "UNKNOWN_OUTCOME",
     }
 )
 # A create refused with one of these wrote nothing, so retrying it cannot make a duplicate.

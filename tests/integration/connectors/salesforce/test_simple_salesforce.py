@@ -202,3 +202,51 @@ def test_describe(sf: Salesforce) -> None:
     everything: Any = sf.describe()
     assert {o["name"] for o in everything["sobjects"]} >= {"Account", "Contact", "Lead", "Event", "Task", "User"}
     assert sobject(sf, "Contact").metadata()["objectDescribe"]["name"] == "Contact"
+
+
+def test_collections_update_as_the_rest_guide_writes_it(sf: Salesforce) -> None:
+    """The REST API guide's own sObject Collections update example sends ``"id"``, lower case: field names
+    are case-insensitive. A failed record's SaveResult carries no id."""
+    (first, *_) = sf.query("SELECT Id FROM Contact ORDER BY LastName")["records"]
+
+    updated = rest(
+        sf,
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Contact"}, "id": first["Id"], "Title": "Rear Admiral"},
+                {"attributes": {"type": "Contact"}, "id": "0035g0000000zzzAAA", "Title": "Nobody"},
+            ],
+        },
+    )
+
+    assert updated[0] == {"id": first["Id"], "success": True, "errors": []}
+    assert "id" not in updated[1]
+    assert updated[1]["success"] is False
+    assert sobject(sf, "Contact").get(first["Id"])["Title"] == "Rear Admiral"
+
+
+def test_query_all_paging_with_deleted_rows(sf: Salesforce, salesforce: SalesforceSandbox) -> None:
+    """A queryAll's nextRecordsUrl names /query/ ("QueryAll More Results"); the rest still holds deleted rows."""
+    created = [sobject(sf, "Lead").create({"LastName": f"Old{i:03d}", "Company": "C"})["id"] for i in range(250)]
+    for record_id in created[:5]:
+        sobject(sf, "Lead").delete(record_id)
+
+    first = sf.query(
+        "SELECT Id, IsDeleted FROM Lead WHERE LastName LIKE 'Old%' ORDER BY LastName",
+        include_deleted=True,
+        headers={"Sforce-Query-Options": "batchSize=200"},
+    )
+    rest_of_it = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    by_locator = sf.query_more(first["nextRecordsUrl"].rsplit("/", 1)[1], include_deleted=True)
+    everything = sf.query_all("SELECT Id FROM Lead WHERE LastName LIKE 'Old%'", include_deleted=True)
+
+    assert (first["totalSize"], first["done"], len(first["records"])) == (250, False, 200)
+    assert first["nextRecordsUrl"].startswith("/services/data/v60.0/query/01g")
+    assert first["nextRecordsUrl"].endswith("-200")
+    assert [r["IsDeleted"] for r in first["records"][:6]] == [True] * 5 + [False]
+    assert (rest_of_it["done"], len(rest_of_it["records"]), "nextRecordsUrl" in rest_of_it) == (True, 50, False)
+    assert by_locator["records"] == rest_of_it["records"]
+    assert len(everything["records"]) == 250
