@@ -27,6 +27,7 @@ import json
 import random
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -516,6 +517,71 @@ def _enum_name(name: str) -> str:
     return _O + name[:1].upper() + name[1:]
 
 
+_EXTENDED_KEY = "_singleValueExtendedProperties"  # stored apart: Graph never returns them unasked
+_PROPERTY_ID = re.compile(
+    r"(?:Binary|Boolean|Currency|CLSID|Double|Integer|Long|Object|Short|String|SystemTime|ApplicationTime)"
+    r"\s+\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}\s+(?:Name\s+\S.*|Id\s+0x[0-9a-f]+)"
+    r"|(?:Binary|Boolean|Integer|String|SystemTime)\s+0x[0-9a-f]{4}",
+    re.IGNORECASE,
+)
+_ANY_FILTER = re.compile(
+    r"\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'((?:[^']|'')*)'\s+and\s+"
+    r"\1/value\s+eq\s+'((?:[^']|'')*)'\s*\)\s*",
+    re.IGNORECASE,
+)
+_EXPAND = re.compile(
+    r"\s*singleValueExtendedProperties\(\s*\$filter\s*=\s*id\s+eq\s+'((?:[^']|'')*)'\s*\)\s*", re.IGNORECASE
+)
+
+
+def _extended_properties(values: Any, current: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Extended properties by lower-cased id (Graph matches ids without regard to case)."""
+    merged = dict(current)
+    for prop in values or []:
+        if not _PROPERTY_ID.fullmatch(str(prop.get("id") or "").strip()):
+            # The message Exchange gives (microsoftgraph/msgraph-sdk-dotnet#1807).
+            raise HttpError(
+                400,
+                "ErrorInvalidProperty",
+                "PropertyId values may only be in one of the following formats: 'MapiPropertyType namespaceGuid "
+                "Name propertyName', 'MapiPropertyType namespaceGuid Id propertyId' or 'MapiPropertyType "
+                "propertyTag'.",
+            )
+        merged[str(prop["id"]).strip().lower()] = {"id": str(prop["id"]).strip(), "value": str(prop.get("value"))}
+    return merged
+
+
+def _extended_filter(flt: str | None) -> Any:
+    """The one ``$filter`` form the sandbox reads on item lists: an extended property with a value,
+    ``singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')``
+    (https://learn.microsoft.com/en-us/graph/api/singlevaluelegacyextendedproperty-get, "filter")."""
+    if not flt:
+        return lambda item: True
+    match = _ANY_FILTER.fullmatch(flt)
+    if not match:
+        raise HttpError(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
+    key, value = match.group(2).replace("''", "'").strip().lower(), match.group(3).replace("''", "'")
+
+    def matches(item: dict[str, Any]) -> bool:
+        prop = item.get(_EXTENDED_KEY, {}).get(key)
+        return prop is not None and prop["value"] == value
+
+    return matches
+
+
+def _expanded_property(expand: str | None) -> str | None:
+    if not expand:
+        return None
+    match = _EXPAND.fullmatch(expand)
+    if not match:
+        raise HttpError(400, "BadRequest", f"Parsing OData Select and Expand failed: could not read '{expand}'.")
+    return match.group(1).replace("''", "'").strip()
+
+
+class DroppedConnection(Exception):
+    """Raised out of :meth:`GraphSandbox.dispatch` so the HTTP server closes the connection unanswered."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -664,6 +730,8 @@ class GraphSandbox(Sandbox):
         self._outbox: dict[str, list[dict[str, Any]]] = {}
         self._timers: dict[str, threading.Timer] = {}
         self.batch_item_throttle = 0
+        self.batch_answers_missing = 0
+        self._after_commit: list[int | None] = []  # one entry per armed fault: a 5xx status, or None to drop
         self.batch_item_retry_after = 1.0
         self.pusher = Pusher(self.faults)
 
@@ -772,6 +840,19 @@ class GraphSandbox(Sandbox):
         """The next ``calls`` $batch sub-requests answer 429 inside an otherwise successful batch."""
         with self._lock:
             self.batch_item_throttle, self.batch_item_retry_after = calls, retry_after
+
+    def fail_after_commit(self, calls: int = 1, status: int | None = 503) -> None:
+        """The next ``calls`` successful writes (POST, PATCH, DELETE, ``$batch`` included) are committed, then
+        answered with ``status`` (a 5xx) or, with ``status=None``, by closing the connection with no answer:
+        the ambiguous failures after which a blind retry of a create makes a duplicate."""
+        with self._lock:
+            self._after_commit = [status] * calls
+
+    def drop_batch_answers(self, count: int) -> None:
+        """The next ``count`` ``$batch`` sub-requests run (and commit) but their answers are left out of the
+        batch response, as a batch cut short by the service would."""
+        with self._lock:
+            self.batch_answers_missing = count
 
     def flush_notifications(self) -> None:
         """Send every notification still waiting for its batching window now."""
@@ -895,6 +976,32 @@ class GraphSandbox(Sandbox):
     def public_paths(self) -> tuple[str, ...]:
         return ("/_sandbox/", "/{tenant}/oauth2/v2.0/token")
 
+    def start(self) -> GraphSandbox:
+        super().start()
+        server = self._server
+        assert server is not None
+        report = server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], DroppedConnection):  # a dropped connection is on purpose
+                report(request, client_address)
+
+        server.handle_error = handle_error  # type: ignore[method-assign]  # the server's own hook, per instance
+        return self
+
+    def dispatch(self, request: Request) -> Response:
+        response = super().dispatch(request)
+        write = request.method in ("POST", "PATCH", "DELETE") and request.path.startswith("/v1.0/")
+        if not write or not 200 <= response.status < 300:
+            return response
+        with self._lock:
+            if not self._after_commit:
+                return response
+            status = self._after_commit.pop(0)
+        if status is None:
+            raise DroppedConnection  # the server closes the socket without an answer
+        return self.error(status, "ServiceUnavailable", "The service is temporarily unavailable.")
+
     def state(self) -> dict[str, Any]:
         state = super().state()
         with self._lock:
@@ -921,6 +1028,14 @@ class GraphSandbox(Sandbox):
 
     def _admin(self, request: Request) -> Response:
         action = request.path.removeprefix("/_sandbox/")
+        if request.method == "POST" and action == "faults/after_commit":
+            spec = request.json() or {}
+            status = None if spec.get("drop") else int(spec.get("status", 503))
+            self.fail_after_commit(int(spec.get("calls", 1)), status)
+            return Response(200, {"armed": int(spec.get("calls", 1))})
+        if request.method == "POST" and action == "faults/batch_missing":
+            self.drop_batch_answers(int((request.json() or {}).get("count", 1)))
+            return Response(200, {"armed": True})
         if request.method == "POST" and action == "delta/invalidate":
             self.invalidate_delta_tokens()
             return Response(200, {"invalidated": True})
@@ -1016,8 +1131,16 @@ class GraphSandbox(Sandbox):
             return mailbox.calendar
         return mailbox.find_contact(item_id)[0]
 
-    def _render(self, collection: Collection, item: dict[str, Any], zone: str | None) -> dict[str, Any]:
+    def _render(
+        self, collection: Collection, item: dict[str, Any], zone: str | None, expand: str | None = None
+    ) -> dict[str, Any]:
         out = {"@odata.etag": f'W/"{item["changeKey"]}"', **copy.deepcopy(item)}
+        # Extended properties come back only when asked for, one by id: $expand=singleValueExtendedProperties(
+        # $filter=id eq '...') (https://learn.microsoft.com/en-us/graph/api/singlevaluelegacyextendedproperty-get)
+        extended = out.pop(_EXTENDED_KEY, {})
+        wanted = _expanded_property(expand)
+        if wanted is not None:
+            out["singleValueExtendedProperties"] = [p for k, p in extended.items() if k == wanted.lower()]
         if collection.kind == "events":
             target = zone or "UTC"  # Graph answers in UTC unless Prefer: outlook.timezone says otherwise
             for key in ("start", "end"):
@@ -1031,8 +1154,20 @@ class GraphSandbox(Sandbox):
         return self._seq
 
     def _create(self, mailbox: Mailbox, collection: Collection, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:  # the transactionId check and the insert are one step, as two racing POSTs need
+            return self._create_locked(mailbox, collection, fields)
+
+    def _create_locked(self, mailbox: Mailbox, collection: Collection, fields: dict[str, Any]) -> dict[str, Any]:
         now = _stamp()
         fields = {k: v for k, v in fields.items() if k not in _READ_ONLY or k == "iCalUId"}
+        extended = _extended_properties(fields.pop("singleValueExtendedProperties", None), {})
+        transaction = fields.get("transactionId")
+        if collection.kind == "events" and transaction:
+            # A second POST with the same transactionId creates nothing and answers with the event the first
+            # made (https://learn.microsoft.com/en-us/graph/api/resources/event, "transactionId").
+            for existing in collection.items.values():
+                if existing.get("transactionId") == transaction:
+                    return self._render(collection, existing, None)
         base: dict[str, Any] = {"id": _new_id(), "createdDateTime": now, "lastModifiedDateTime": now}
         if collection.kind == "contacts":
             item = {**base, **self._contact_defaults(), "parentFolderId": collection.id, **fields}
@@ -1045,9 +1180,10 @@ class GraphSandbox(Sandbox):
             item = {**base, **self._event_defaults(mailbox), **fields}
             item["bodyPreview"] = str((item.get("body") or {}).get("content") or "")[:255]
         item["changeKey"] = _change_key()
-        with self._lock:
-            collection.items[item["id"]] = item
-            self._bump(collection, item["id"])
+        if extended:
+            item[_EXTENDED_KEY] = extended
+        collection.items[item["id"]] = item
+        self._bump(collection, item["id"])
         self._notify(mailbox, collection, item, "created")
         return self._render(collection, item, None)
 
@@ -1069,6 +1205,14 @@ class GraphSandbox(Sandbox):
             for key in ("start", "end"):
                 if key in changes:
                     self._check_time(changes[key])
+            if "transactionId" in changes and changes["transactionId"] != item.get("transactionId"):
+                # "After you set transactionId when creating an event, you can't change transactionId in a
+                # subsequent update." (the event resource page)
+                raise HttpError(400, "ErrorInvalidPropertySet", "Set action is invalid for property.")
+            changes = dict(changes)
+            if "singleValueExtendedProperties" in changes:
+                merged = _extended_properties(changes.pop("singleValueExtendedProperties"), item.get(_EXTENDED_KEY, {}))
+                item[_EXTENDED_KEY] = merged
             item.update({k: v for k, v in changes.items() if k not in _READ_ONLY})
             renamed = "givenName" in changes or "surname" in changes
             if collection.kind == "contacts" and renamed and "displayName" not in changes:
@@ -1184,11 +1328,13 @@ class GraphSandbox(Sandbox):
         zone, max_page = _prefer(request)
         size = int(request.arg("$top") or max_page or 10)
         skip = int(request.arg("$skip") or 0)
+        matches = _extended_filter(request.arg("$filter"))
+        expand = request.arg("$expand")
         with self._lock:
-            items = [i for i in collection.items.values() if self._in_window(i, window)]
+            items = [i for i in collection.items.values() if self._in_window(i, window) and matches(i)]
             if collection.kind == "events":
                 items.sort(key=lambda i: _wall_to_utc(i["start"]))
-            page = [self._render(collection, i, zone) for i in items[skip : skip + size]]
+            page = [self._render(collection, i, zone, expand) for i in items[skip : skip + size]]
         body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#{collection.kind}", "value": page}
         if skip + size < len(items):
             query = {k: v[-1] for k, v in request.query.items()}
@@ -1348,7 +1494,7 @@ class GraphSandbox(Sandbox):
     def get_contact(self, request: Request) -> Response:
         mailbox = self._user(request)
         folder, item = mailbox.find_contact(request.params["contact"])
-        return self._ok(self._render(folder, item, None))
+        return self._ok(self._render(folder, item, None, request.arg("$expand")))
 
     @route("PATCH", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>[^/]+)")
     def update_contact(self, request: Request) -> Response:
@@ -1396,7 +1542,7 @@ class GraphSandbox(Sandbox):
         if item is None:
             raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         zone, _ = _prefer(request)
-        return self._ok(self._render(mailbox.calendar, item, zone), zone)
+        return self._ok(self._render(mailbox.calendar, item, zone, request.arg("$expand")), zone)
 
     @route("PATCH", USER + r"/(?:calendar/)?events/(?P<event>[^/]+)")
     def update_event(self, request: Request) -> Response:
@@ -1455,7 +1601,11 @@ class GraphSandbox(Sandbox):
             if answer.body is not None:
                 entry["headers"]["Content-Type"] = answer.content_type
                 entry["body"] = answer.body
-            responses.append(entry)
+            with self._lock:
+                missing = self.batch_answers_missing > 0
+                self.batch_answers_missing -= missing
+            if not missing:
+                responses.append(entry)
         self._random.shuffle(responses)
         return Response(200, {"responses": responses})
 

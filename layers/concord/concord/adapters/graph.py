@@ -11,12 +11,22 @@ Decisions:
   tampered link can never carry the bearer token to another host.
 - Every error is classified once (:func:`classify`) and the same function classifies each ``$batch``
   item, so a 412 inside a batch is the same :class:`ConflictError` as a 412 on its own.
+- No create is retried blind: a timeout, a 5xx or a dropped connection may come after Graph committed
+  it. Every created contact and event carries Concord's marker, a single-value extended property
+  (:data:`MARKER_PROPERTY`) holding a client-made key, and every event also carries that key as its
+  ``transactionId`` (Graph answers a second POST with the same transactionId with the first event). After
+  an ambiguous failure the client looks the record up by its marker, and posts again only if it is not
+  there. A 429 is not ambiguous: Graph did not take the request.
+- A ``$batch`` keeps every answer it got: a sub-request left unanswered, or a chunk whose call failed,
+  comes back as a :class:`BatchResult` holding a :class:`TransientError`, never as an exception that
+  would throw the other answers away.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from concord.adapters.http import (
+    IDEMPOTENT_METHODS,
     AuthError,
     ConflictError,
     ConnectorError,
@@ -50,7 +61,12 @@ SYNC_FOLDER_NAME = "Salesforce Sync"
 BATCH_LIMIT = 20  # https://learn.microsoft.com/en-us/graph/json-batching ("up to 20")
 MAX_SUBSCRIPTION_MINUTES = 10080  # Outlook contacts/events/messages: 7 days
 PREFER_UTC = 'outlook.timezone="UTC"'
+_UTC = {"Prefer": PREFER_UTC}
 _MAX_PAGES = 1000  # a guard against a server that never ends a round
+#: Concord's marker on the contacts and events it creates (a named string MAPI property in a property set
+#: of Concord's own, as other sync tools do): https://learn.microsoft.com/en-us/graph/api/resources/extended-properties-overview
+MARKER_PROPERTY = "String {0d4a5c1e-7b3f-4e62-9a1d-5c0b8e2f6a47} Name ConcordId"
+NOT_ANSWERED = 0  # the status of a BatchResult Graph gave no answer for
 
 
 # ------------------------------------------------------------------------------------------ the contract
@@ -99,7 +115,13 @@ class GraphMailbox(Protocol):
     def ensure_contact_folder(self, user: str, name: str = SYNC_FOLDER_NAME) -> str: ...
     def get_contact(self, user: str, contact_id: str) -> dict[str, Any]: ...
     def list_contacts(self, user: str, folder_id: str) -> list[dict[str, Any]]: ...
-    def create_contact(self, user: str, folder_id: str, contact: Mapping[str, Any]) -> dict[str, Any]: ...
+    def create_contact(
+        self, user: str, folder_id: str, contact: Mapping[str, Any], *, key: str | None = None
+    ) -> dict[str, Any]: ...
+    def find_contact_by_key(self, user: str, folder_id: str, key: str) -> dict[str, Any] | None: ...
+    def create_contacts(
+        self, user: str, folder_id: str, contacts: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, BatchResult]: ...
     def update_contact(
         self, user: str, contact_id: str, changes: Mapping[str, Any], *, etag: str | None = None
     ) -> dict[str, Any]: ...
@@ -107,7 +129,9 @@ class GraphMailbox(Protocol):
     def contacts_delta(self, user: str, folder_id: str, delta_link: str | None = None) -> DeltaResult: ...
     def get_event(self, user: str, event_id: str) -> dict[str, Any]: ...
     def list_events(self, user: str, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-    def create_event(self, user: str, event: Mapping[str, Any]) -> dict[str, Any]: ...
+    def create_event(self, user: str, event: Mapping[str, Any], *, key: str | None = None) -> dict[str, Any]: ...
+    def find_event_by_key(self, user: str, key: str) -> dict[str, Any] | None: ...
+    def create_events(self, user: str, events: Mapping[str, Mapping[str, Any]]) -> dict[str, BatchResult]: ...
     def update_event(
         self, user: str, event_id: str, changes: Mapping[str, Any], *, etag: str | None = None
     ) -> dict[str, Any]: ...
@@ -230,6 +254,33 @@ def classify(response: httpx.Response) -> ConnectorError | None:
     return PermanentError(SYSTEM, text, status=status, code=code)
 
 
+# ------------------------------------------------------------------------------------------ creates
+
+
+def new_key() -> str:
+    """A fresh client-side key for a create (a UUID)."""
+    return str(uuid.uuid4())
+
+
+def with_marker(body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``body`` with Concord's marker (:data:`MARKER_PROPERTY` = ``key``) among its extended properties."""
+    others = [p for p in body.get("singleValueExtendedProperties") or [] if p.get("id") != MARKER_PROPERTY]
+    return {**body, "singleValueExtendedProperties": [*others, {"id": MARKER_PROPERTY, "value": key}]}
+
+
+def marker_filter(key: str) -> str:
+    """The ``$filter`` that finds the item carrying Concord's marker with ``key``
+    (https://learn.microsoft.com/en-us/graph/api/singlevaluelegacyextendedproperty-get)."""
+    literal = key.replace("'", "''")
+    return f"singleValueExtendedProperties/Any(ep: ep/id eq '{MARKER_PROPERTY}' and ep/value eq '{literal}')"
+
+
+def ambiguous(error: TransientError) -> bool:
+    """Whether a failed write may have been committed: a timeout, a dropped connection, a 5xx or a missing
+    answer may come after the service wrote; a 429 means it turned the request away."""
+    return error.status != 429
+
+
 # ------------------------------------------------------------------------------------------ the client
 
 
@@ -301,6 +352,7 @@ class GraphClient:
                 "scope": SCOPE,
                 "grant_type": "client_credentials",
             },
+            retry=True,  # asking for a token twice makes nothing
         )
         body = response.json()
         token = str(body["access_token"])
@@ -316,14 +368,16 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        retry: bool | None = None,
     ) -> httpx.Response:
-        """One Graph call with the bearer token; on an expired token, refresh once and retry once."""
+        """One Graph call with the bearer token; on an expired token, refresh once and retry once. ``retry``
+        as :meth:`HttpTransport.request` (by default only idempotent methods are retried)."""
         if not url.startswith(self.graph_url + "/"):
             raise PermanentError(SYSTEM, f"refusing to follow a link outside {self.graph_url}")
         for attempt in (1, 2):
             all_headers = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
             try:
-                return self.transport.request(method, url, params=params, json=json, headers=all_headers)
+                return self.transport.request(method, url, params=params, json=json, headers=all_headers, retry=retry)
             except TokenExpired as exc:
                 self._tokens.drop(self._token_key)
                 if attempt == 2:
@@ -381,13 +435,27 @@ class GraphClient:
 
     def ensure_contact_folder(self, user: str, name: str = SYNC_FOLDER_NAME) -> str:
         """The id of the user's contact folder called ``name``, created when missing."""
-        literal = name.replace("'", "''")  # OData string literal escaping
         url = self._url("users", user, "contactFolders")
+        found = self._find_folder(url, name)
+        if found:
+            return found
+        try:
+            return str(self._call("POST", url, json={"displayName": name}).json()["id"])
+        except (TransientError, ConflictError):
+            # Committed before the answer was lost, or made meanwhile by another run: Graph answers a second
+            # POST with 409 ErrorFolderExists, so look again rather than post again.
+            found = self._find_folder(url, name)
+            if found:
+                return found
+            raise
+
+    def _find_folder(self, url: str, name: str) -> str | None:
+        literal = name.replace("'", "''")  # OData string literal escaping
         for page in self._pages(url, {"$filter": f"displayName eq '{literal}'"}, {}):
             for folder in page.get("value", []):
                 if folder.get("displayName") == name:
                     return str(folder["id"])
-        return str(self._call("POST", url, json={"displayName": name}).json()["id"])
+        return None
 
     def get_contact(self, user: str, contact_id: str) -> dict[str, Any]:
         return dict(self._call("GET", self._url("users", user, "contacts", contact_id)).json())
@@ -396,16 +464,57 @@ class GraphClient:
         url = self._url("users", user, "contactFolders", folder_id, "contacts")
         return [c for page in self._pages(url, None, self._prefer(paged=True)) for c in page.get("value", [])]
 
-    def create_contact(self, user: str, folder_id: str, contact: Mapping[str, Any]) -> dict[str, Any]:
+    def create_contact(
+        self, user: str, folder_id: str, contact: Mapping[str, Any], *, key: str | None = None
+    ) -> dict[str, Any]:
+        """Create a contact carrying Concord's marker with ``key`` (a new one when ``None``; pass a key derived
+        from what is being synced and a re-run after a crash finds the first copy too). After an ambiguous
+        failure the contact is looked up by its marker and posted again only if it is not there."""
+        key = key or new_key()
         url = self._url("users", user, "contactFolders", folder_id, "contacts")
-        return dict(self._call("POST", url, json=dict(contact)).json())
+        body = with_marker(contact, key)
+        return self._create_resolved(
+            lambda: self._call("POST", url, json=body), lambda: self.find_contact_by_key(user, folder_id, key)
+        )
+
+    def find_contact_by_key(self, user: str, folder_id: str, key: str) -> dict[str, Any] | None:
+        """The contact of the folder that carries Concord's marker with ``key``, if any."""
+        url = self._url("users", user, "contactFolders", folder_id, "contacts")
+        return self._find_marked(url, key, {})
+
+    def _find_marked(self, url: str, key: str, headers: Mapping[str, str]) -> dict[str, Any] | None:
+        params = {"$filter": marker_filter(key)}
+        for page in self._pages(url, params, headers):
+            for item in page.get("value", []):
+                return dict(item)
+        return None
+
+    def _create_resolved(
+        self, post: Callable[[], httpx.Response], find: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """POST once; after an ambiguous failure, ``find`` first and post again only if nothing was made."""
+        policy, attempt = self.transport.policy, 0
+        while True:
+            attempt += 1
+            try:
+                return dict(post().json())
+            except TransientError as exc:
+                if ambiguous(exc):
+                    found = find()
+                    if found is not None:
+                        return found
+                wait = policy.delay(attempt, exc.retry_after)
+                if attempt >= policy.max_attempts or wait >= self.transport.time_left():
+                    raise
+                self.transport.sleep(wait)
 
     def update_contact(
         self, user: str, contact_id: str, changes: Mapping[str, Any], *, etag: str | None = None
     ) -> dict[str, Any]:
         """PATCH; with ``etag`` (the ``@odata.etag`` last read) a concurrent change raises :class:`ConflictError`."""
         url = self._url("users", user, "contacts", contact_id)
-        return dict(self._call("PATCH", url, json=dict(changes), headers=self._if_match(etag)).json())
+        # Setting the same values twice leaves the same contact (with If-Match, the second try is a 412).
+        return dict(self._call("PATCH", url, json=dict(changes), headers=self._if_match(etag), retry=True).json())
 
     def delete_contact(self, user: str, contact_id: str) -> None:
         self._call("DELETE", self._url("users", user, "contacts", contact_id))
@@ -427,16 +536,29 @@ class GraphClient:
         pages = self._pages(url, params, self._prefer(utc=True, paged=True))
         return [e for page in pages for e in page.get("value", [])]
 
-    def create_event(self, user: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    def create_event(self, user: str, event: Mapping[str, Any], *, key: str | None = None) -> dict[str, Any]:
+        """Create an event with ``key`` as its ``transactionId`` and Concord's marker (see
+        :meth:`create_contact` for ``key``). After an ambiguous failure it is looked up by its marker first."""
+        key = key or new_key()
         url = self._url("users", user, "events")
-        return dict(self._call("POST", url, json=dict(event), headers=self._prefer(utc=True)).json())
+        body = {**with_marker(event, key), "transactionId": key}
+        headers = self._prefer(utc=True)
+        return self._create_resolved(
+            lambda: self._call("POST", url, json=body, headers=headers), lambda: self.find_event_by_key(user, key)
+        )
+
+    def find_event_by_key(self, user: str, key: str) -> dict[str, Any] | None:
+        """The event (any calendar of the mailbox) that carries Concord's marker with ``key``, if any."""
+        return self._find_marked(self._url("users", user, "events"), key, self._prefer(utc=True))
 
     def update_event(
         self, user: str, event_id: str, changes: Mapping[str, Any], *, etag: str | None = None
     ) -> dict[str, Any]:
         url = self._url("users", user, "events", event_id)
         headers = {**self._prefer(utc=True), **self._if_match(etag)}
-        return dict(self._call("PATCH", url, json=dict(changes), headers=headers).json())
+        # An organiser's update mails every attendee: a blind second PATCH would mail them twice. With
+        # If-Match a committed first try makes the second a 412 (nothing sent), so only then is it retried.
+        return dict(self._call("PATCH", url, json=dict(changes), headers=headers, retry=etag is not None).json())
 
     def delete_event(self, user: str, event_id: str) -> None:
         self._call("DELETE", self._url("users", user, "events", event_id))
@@ -460,13 +582,70 @@ class GraphClient:
         for offset in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[offset : offset + BATCH_LIMIT]
             payload = {"requests": [self._batch_item(r) for r in chunk]}
-            answer = self._call("POST", self.graph_url + "/$batch", json=payload).json()
+            # Resending a batch of reads and deletes is harmless; one holding a create is not.
+            retry = all(r.method.upper() in IDEMPOTENT_METHODS for r in chunk)
+            try:
+                answer = self._call("POST", self.graph_url + "/$batch", json=payload, retry=retry).json()
+            except ConnectorError as exc:
+                # Earlier chunks' answers stay; this chunk's requests carry the failure (a 5xx or a dropped
+                # connection may come after some of them ran).
+                for request in chunk:
+                    results[request.id] = BatchResult(request.id, NOT_ANSWERED, None, {}, exc)
+                continue
             for item in answer.get("responses", []):
                 result = self._batch_result(item)
                 results[result.id] = result
-            missing = [r.id for r in chunk if r.id not in results]
-            if missing:
-                raise TransientError(SYSTEM, f"$batch answered without {len(missing)} of its requests")
+            for request in chunk:
+                if request.id not in results:
+                    error = TransientError(SYSTEM, "$batch gave no answer for this request; it may have run")
+                    results[request.id] = BatchResult(request.id, NOT_ANSWERED, None, {}, error)
+        return results
+
+    def create_contacts(
+        self, user: str, folder_id: str, contacts: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, BatchResult]:
+        """Create many contacts through ``$batch``, by key (see :meth:`create_contact`): ``{key: body}`` in,
+        ``{key: BatchResult}`` out. A create whose answer was lost is looked up by its marker; only those not
+        found are sent again; a result still holding an error after the retry budget is the caller's to report."""
+        url = f"/users/{_seg(user)}/contactFolders/{_seg(folder_id)}/contacts"
+        requests = {key: BatchRequest(key, "POST", url, body=with_marker(body, key)) for key, body in contacts.items()}
+        return self._create_many(requests, lambda key: self.find_contact_by_key(user, folder_id, key))
+
+    def create_events(self, user: str, events: Mapping[str, Mapping[str, Any]]) -> dict[str, BatchResult]:
+        """Create many events through ``$batch``, by key, as :meth:`create_contacts` (each key is also the
+        event's ``transactionId``)."""
+        url = f"/users/{_seg(user)}/events"
+        requests = {
+            key: BatchRequest(key, "POST", url, body={**with_marker(body, key), "transactionId": key}, headers=_UTC)
+            for key, body in events.items()
+        }
+        return self._create_many(requests, lambda key: self.find_event_by_key(user, key))
+
+    def _create_many(
+        self, requests: Mapping[str, BatchRequest], find: Callable[[str], dict[str, Any] | None]
+    ) -> dict[str, BatchResult]:
+        policy, attempt = self.transport.policy, 0
+        results: dict[str, BatchResult] = {}
+        pending = dict(requests)
+        while pending:
+            attempt += 1
+            answers = self.batch(list(pending.values()))
+            waits: list[float] = []
+            for key in list(pending):
+                result = answers[key]
+                if isinstance(result.error, TransientError):
+                    found = find(key) if ambiguous(result.error) else None
+                    if found is None:
+                        results[key] = result
+                        waits.append(result.error.retry_after or 0.0)
+                        continue
+                    result = BatchResult(key, 201, found, {}, None)
+                results[key] = result
+                del pending[key]
+            wait = policy.delay(attempt, max(waits, default=0.0))
+            if not pending or attempt >= policy.max_attempts or wait >= self.transport.time_left():
+                break
+            self.transport.sleep(wait)
         return results
 
     @staticmethod
@@ -524,14 +703,15 @@ class GraphClient:
     def renew_subscription(self, subscription_id: str, expiration: datetime | None = None) -> dict[str, Any]:
         """Move the expiry; an expired or removed subscription raises :class:`NotFoundError` (create anew)."""
         body = {"expirationDateTime": _iso(expiration or self.max_expiration())}
-        return dict(self._call("PATCH", self._url("subscriptions", subscription_id), json=body).json())
+        url = self._url("subscriptions", subscription_id)
+        return dict(self._call("PATCH", url, json=body, retry=True).json())  # setting an expiry twice is harmless
 
     def delete_subscription(self, subscription_id: str) -> None:
         self._call("DELETE", self._url("subscriptions", subscription_id))
 
     def reauthorize_subscription(self, subscription_id: str) -> None:
         """Answer a ``reauthorizationRequired`` lifecycle notification."""
-        self._call("POST", self._url("subscriptions", subscription_id, "reauthorize"))
+        self._call("POST", self._url("subscriptions", subscription_id, "reauthorize"), retry=True)  # idempotent
 
     @staticmethod
     def max_expiration(margin: timedelta = timedelta(minutes=10)) -> datetime:
