@@ -169,6 +169,9 @@ WINDOWS_TO_IANA: dict[str, str] = {
     "Line Islands Standard Time": "Pacific/Kiritimati",
 }
 
+#: longer than any IANA name (the longest, such as ``America/Argentina/ComodRivadavia``, are 32)
+_LONGEST_NAME = 64
+
 _BY_LOWER: dict[str, str] = {name.lower(): iana for name, iana in WINDOWS_TO_IANA.items()}
 
 
@@ -182,9 +185,10 @@ def resolve_zone(name: str) -> ZoneInfo:
     iana = _BY_LOWER.get(key.lower(), key)
     # The name comes from a provider: the message quotes a bounded part of it, never the whole.
     unknown = f"unknown time zone {key[:64]!r}"
-    if not iana or "\x00" in iana:
+    if not iana or "\x00" in iana or len(iana) > _LONGEST_NAME:
         raise UnknownTimeZone(unknown)
     try:
         return ZoneInfo(iana)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: zoneinfo looks the key up as a file path (a name too long for the file system).
         raise UnknownTimeZone(unknown) from None
