@@ -702,6 +702,9 @@ class GraphSandbox(Sandbox):
 
     name: ClassVar[str] = "graph"
     USER = r"/v1\.0/users/(?P<user>[^/]+)"
+    # Graph reads the delta function in each of these forms: ``delta``, ``delta()`` and the namespaced
+    # ``microsoft.graph.delta()`` (what msgraph-sdk and other generated clients send).
+    DELTA = r"/(?:microsoft\.graph\.)?delta(?:\(\))?"
 
     def __init__(
         self,
@@ -1465,10 +1468,15 @@ class GraphSandbox(Sandbox):
         folder = mailbox.folder(request.params["folder"])
         return self._ok({"id": folder.id, "displayName": folder.display_name, "parentFolderId": mailbox.contacts.id})
 
-    @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts/delta")
+    @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts" + DELTA)
     def contacts_delta(self, request: Request) -> Response:
         mailbox = self._user(request)
         return self._delta(request, mailbox, mailbox.folder(request.params["folder"]), window_required=False)
+
+    @route("GET", USER + r"/contacts" + DELTA)
+    def default_contacts_delta(self, request: Request) -> Response:
+        mailbox = self._user(request)
+        return self._delta(request, mailbox, mailbox.contacts, window_required=False)
 
     @route("GET", USER + r"/contactFolders/(?P<folder>[^/]+)/contacts")
     def list_folder_contacts(self, request: Request) -> Response:
@@ -1490,7 +1498,10 @@ class GraphSandbox(Sandbox):
         mailbox = self._user(request)
         return self._ok(self._create(mailbox, mailbox.contacts, self._body(request, CONTACT_SCHEMA)), status=201)
 
-    @route("GET", USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>(?!delta\Z)[^/]+)")
+    @route(
+        "GET",
+        USER + r"/(?:contactFolders/[^/]+/)?contacts/(?P<contact>(?!(?:microsoft\.graph\.)?delta(?:\(\))?\Z)[^/]+)",
+    )
     def get_contact(self, request: Request) -> Response:
         mailbox = self._user(request)
         folder, item = mailbox.find_contact(request.params["contact"])
@@ -1559,12 +1570,12 @@ class GraphSandbox(Sandbox):
         self._delete(mailbox, mailbox.calendar, request.params["event"])
         return Response(204)
 
-    @route("GET", USER + r"/calendarView")
+    @route("GET", USER + r"/(?:calendar/)?calendarView")
     def calendar_view(self, request: Request) -> Response:
         mailbox = self._user(request)
         return self._collection_page(request, mailbox.calendar, self._window(request))
 
-    @route("GET", USER + r"/calendarView/delta")
+    @route("GET", USER + r"/(?:calendar/)?calendarView" + DELTA)
     def calendar_view_delta(self, request: Request) -> Response:
         mailbox = self._user(request)
         return self._delta(request, mailbox, mailbox.calendar, window_required=True)
