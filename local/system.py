@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from concord.adapters.stores import DynamoConnectionStore, DynamoDB
+from concord.core import ConnectionOptions
+from concord.ports import Connection
+from local.aws.provision import REGION
 from local.aws.stack import LocalStack, StartInterrupted
 from local.runner import LOCAL_PARAMETERS, LocalRunner
 from local.sandboxes import seed
@@ -48,6 +52,8 @@ SALESFORCE_CONSUMER_KEY = "concord-local-consumer-key"
 SALESFORCE_USERNAME = "integration@concord.example"
 GMAIL_TOPIC = "projects/concord-local/topics/gmail"
 GMAIL_AUDIENCE = "concord-gmail-push"
+M365_CONNECTION = "conn-m365"
+GOOGLE_CONNECTION = "conn-google"
 #: How a function in a Docker container names this machine: Docker Desktop resolves it itself; on
 #: Linux ``sam local invoke --add-host host.docker.internal:host-gateway`` maps it (Docker 20.10+).
 CONTAINER_HOST = "host.docker.internal"
@@ -118,6 +124,8 @@ class LocalSystem:
             self._reached(f"{sandbox.name} sandbox seeded")
         self._store_secrets(private_key)
         self._reached("secrets stored")
+        self._seed_connections()
+        self._reached("connections seeded")
 
         self.runner = LocalRunner(
             self.stack,
@@ -210,6 +218,33 @@ class LocalSystem:
         client = self.stack.client("secretsmanager")
         for arn, value in secrets.items():
             client.create_secret(Name=arn.rsplit(":secret:", 1)[1], SecretString=json.dumps(value))
+
+    def connections(self) -> list[Connection]:
+        """One connection per seeded mailbox, both for the sandbox's one Salesforce user (it owns every
+        seeded record, so each mailbox syncs the whole seeded org)."""
+        owner = self.salesforce.user_id
+        return [
+            Connection(
+                connection_id=M365_CONNECTION,
+                provider="graph",
+                mailbox_user=seed.M365_USER,
+                salesforce_user_id=owner,
+                options=ConnectionOptions(provider="graph", user_email=seed.M365_USER),
+            ),
+            Connection(
+                connection_id=GOOGLE_CONNECTION,
+                provider="google",
+                mailbox_user=seed.GOOGLE_USER,
+                salesforce_user_id=owner,
+                options=ConnectionOptions(provider="google", user_email=seed.GOOGLE_USER),
+            ),
+        ]
+
+    def _seed_connections(self) -> None:
+        dynamodb = DynamoDB(self.stack.dynamodb.url, region=REGION)
+        store = DynamoConnectionStore(self.stack.env["CONNECTIONS_TABLE"], dynamodb=dynamodb)
+        for connection in self.connections():
+            store.put(connection)
 
     def endpoints(self) -> dict[str, str]:
         return {

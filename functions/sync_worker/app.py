@@ -1,66 +1,64 @@
-"""sync_worker: applies batches of change notices from the changes queue.
+"""sync_worker: one SQS batch of change notices, synced end to end (``concord.service.sync``).
 
-SQS invokes it with up to ``WorkerBatchSize`` records and ``ReportBatchItemFailures`` on: every
-record that raises is reported as a batch item failure, so SQS redelivers only that record, and
-after 5 receives moves it to the DLQ. A record carries up to 10 change notices
-(``concord.notices.decode_message``); a body that does not hold valid notices raises, and so ends in
-the DLQ for on-call to read rather than vanishing.
-
-Each notice's log lines carry its id as the correlation id. Applying a notice (fetch both sides,
-plan, execute, log) comes with the sync service; until then valid notices are acknowledged and
-counted.
+The batch is processed as a whole, not record by record: the reads and writes of all its notices are
+coalesced into bulk calls, which Powertools' per-record batch processor cannot do. The partial batch
+response keeps its contract: only the messages named in ``batchItemFailures`` come back, and each comes
+back after a visibility timeout that grows with its receive count (or honours ``Retry-After``), so a
+throttled service is not hammered. Permanent failures were already sent to the DLQ by the service, with
+their reason, and are acknowledged here. After ``maxReceiveCount`` receives SQS moves a message that
+kept failing to the DLQ on its own.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-
-from concord.notices import decode_message
-from concord.observability import MetricUnit, correlate, logger, metrics, tracer
+from concord.bootstrap import Deadline, retry_delays, sync_service
+from concord.observability import MetricUnit, logger, metrics, tracer
+from concord.service.sync import QueueMessage
 from concord.settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = WorkerSettings.from_env()
-processor = BatchProcessor(event_type=EventType.SQS)
+deadline = Deadline()
+service = sync_service(settings, deadline)
+retries = retry_delays(settings)
 
-#: Until a record is handled, the batch logs under its first message id; each notice then sets its
-#: own id (record_handler). Not a body's id: a malformed first body must not fail the batch.
+#: The batch logs under its first message id until the service correlates each notice.
 FIRST_MESSAGE_ID = "Records[0].messageId"
 
 
-@tracer.capture_method
-def record_handler(record: SQSRecord) -> list[str]:
-    """The ids of the record's notices, logged one by one; raises ``MalformedMessage`` for a bad body."""
-    correlate(record.message_id)
-    notices = decode_message(record.body)
-    for notice in notices:
-        correlate(notice.id)
-        logger.info(
-            "change notice received",
-            extra={
-                "source": notice.source,
-                "object_type": notice.object_type,
-                "kind": notice.kind,
-                "receive_count": record.attributes.approximate_receive_count,
-            },
+def _messages(event: dict[str, Any]) -> list[QueueMessage]:
+    return [
+        QueueMessage(
+            message_id=str(record["messageId"]),
+            body=str(record.get("body", "")),
+            receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", "1")),
         )
-    metrics.add_metric(name="ChangeNoticesReceived", unit=MetricUnit.Count, value=len(notices))
-    return [notice.id for notice in notices]
+        for record in event.get("Records", [])
+    ]
 
 
 @logger.inject_lambda_context(correlation_id_path=FIRST_MESSAGE_ID)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    deadline.reset(context.get_remaining_time_in_millis())
+    records = {str(r["messageId"]): r for r in event.get("Records", [])}
+    outcome = service.handle(_messages(event), time_left=deadline.left)
+    retries.delay(outcome.retry, records)
+    for status in ("synced", "skipped", "held", "failed"):
+        metrics.add_metric(name=f"Records{status.title()}", unit=MetricUnit.Count, value=outcome.count(status))
+    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=len(outcome.dead_lettered))
+    logger.info(
+        "batch synced",
+        extra={
+            "messages": len(records),
+            "retry": len(outcome.retry),
+            "dead_lettered": len(outcome.dead_lettered),
+            **{status: outcome.count(status) for status in ("synced", "skipped", "held", "failed")},
+        },
     )
-    failures = len(response.get("batchItemFailures", []))
-    if failures:
-        metrics.add_metric(name="ChangeNoticeFailures", unit=MetricUnit.Count, value=failures)
-    return dict(response)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in outcome.retry]}

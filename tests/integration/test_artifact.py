@@ -169,7 +169,33 @@ def base_env(local_stack: Any) -> dict[str, str]:
         "AWS_SAM_LOCAL": "true",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+    _store_secrets(local_stack, env)
     return env
+
+
+def _store_secrets(local_stack: Any, env: dict[str, str]) -> None:
+    """The credentials secrets under env.json's ARNs, as a deploy creates them: the sync worker reads them
+    at cold start (and fails loudly, naming the secret, when one is missing)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
+    values = {
+        "SALESFORCE_JWT_SECRET_ARN": {
+            "consumer_key": "artifact",
+            "username": "integration@x.example",
+            "private_key": pem,
+        },
+        "GRAPH_APP_SECRET_ARN": {"tenant_id": "t", "client_id": "c", "client_secret": "artifact-secret"},
+        "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN": {"client_email": "sa@x.iam.gserviceaccount.com", "private_key": pem},
+    }
+    client = local_stack.client("secretsmanager")
+    for variable, value in values.items():
+        client.create_secret(Name=env[variable].rsplit(":secret:", 1)[1], SecretString=json.dumps(value))
 
 
 @pytest.fixture(scope="module")

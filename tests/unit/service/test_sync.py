@@ -263,3 +263,44 @@ def test_notices_for_the_scheduled_functions_are_dead_lettered_with_a_reason_not
     world.run(world.message(notice))
 
     assert "scheduled functions" in world.dlq.sent[0][1]
+
+
+def graph_meeting(subject: str, *attendees: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "start": {"dateTime": "2026-12-10T15:00:00.0000000", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-12-10T16:00:00.0000000", "timeZone": "UTC"},
+        "isAllDay": False,
+        "type": "singleInstance",
+        "iCalUId": f"uid-{subject}",
+        "isOrganizer": True,
+        "organizer": {"emailAddress": {"address": USER}},
+        "attendees": [{"emailAddress": {"address": a}, "type": "required"} for a in attendees],
+        "lastModifiedDateTime": "2026-12-04T09:00:00Z",
+        **extra,
+    }
+
+
+def test_a_meeting_is_one_salesforce_event_related_to_known_people_and_external_guests_cause_no_later_change() -> None:
+    world = World()
+    world.crm.add("Contact", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    item = world.mailbox.add(USER, "event", **graph_meeting("Review", "grace@navy.mil", "guest@elsewhere.org"))
+
+    world.run(world.message(world.notice("graph", item, object_type="event")))
+
+    [create] = [op for op in world.crm.writes if op.action == "create"]
+    assert create.object_type == "Event" and create.body["Concord_ICalUID__c"] == "uid-Review"
+    event_id = world.link_of("mailbox", item, "event").link.salesforce_id
+    assert world.crm.relations[event_id] == {"grace@navy.mil"}
+
+    # The next sync of either side sees nobody removed and writes nothing: the guest is simply not held.
+    world.crm.records[event_id]["EventRelations"] = {
+        "records": [{"RelationId": "003x", "Relation": {"Email": "grace@navy.mil"}}]
+    }
+    writes = len(world.crm.writes) + len(world.mailbox.writes)
+    outcome = world.run(
+        world.message(world.notice("graph", item, object_type="event")),
+        world.message(world.notice("salesforce", event_id, object_type="event")),
+    )
+    assert len(world.crm.writes) + len(world.mailbox.writes) == writes
+    assert [entry.status for entry in outcome.entries] == ["skipped"]

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from concord.adapters.http import ConnectorError, TransientError
 from concord.core import MappingSet, default_mapping, plan
 from concord.core.matching import MATCH_KEYS
 from concord.core.transforms import Context
@@ -247,8 +248,19 @@ class SyncService:
         for _, notice in sf_notices:
             by_sobject[_SOBJECT_OF.get(notice.object_type, "Task")].add(notice.record_id or "")
         records: dict[str, SalesforceRecord] = {}
+        unread: set[str] = set()
         for sobject, ids in by_sobject.items():
-            records.update(self.crm.fetch(sobject, sorted(ids)))
+            try:
+                records.update(self.crm.fetch(sobject, sorted(ids)))
+            except TransientError as exc:
+                unread |= ids
+                for message_id, notice in sf_notices:
+                    if notice.record_id in ids:
+                        outcome.retry[message_id] = (
+                            max(outcome.retry.get(message_id) or 0.0, exc.retry_after or 0.0) or None
+                        )
+                        outcome.entries.append(self._entry_for_notice(notice, "failed", f"will retry: {exc}", now))
+        sf_notices = [(m, n) for m, n in sf_notices if n.record_id not in unread]
         owners = {str(r.data.get("OwnerId")) for r in records.values() if r.data.get("OwnerId")}
         connections = self.connections.by_salesforce_user(sorted(owners)) if owners else {}
         for message_id, notice in sf_notices:
@@ -576,6 +588,9 @@ class SyncService:
             mailbox_id=created["mailbox"].record_id if "mailbox" in created else None,
             mailbox_version=created["mailbox"].version if "mailbox" in created else None,
         )
+        for op, result in results:
+            if op.action == "relate" and result.ok and result.held is not None and op.fields:
+                link = link.settle_relation(op.fields[0], result.held)  # what Salesforce could relate
         if item.failure is None:
             return link
         # A create worked and a later write did not: keep the new id (a retry must not create again) and
@@ -591,8 +606,6 @@ class SyncService:
 
     def _guarded(self, items: Iterable[_Item], call: Callable[..., Any], *args: Any) -> Any:
         """``call(*args)``, one bulk call for ``items``; a connector error fails those items (and only those)."""
-        from concord.adapters.http import ConnectorError, TransientError
-
         try:
             return call(*args)
         except TransientError as exc:

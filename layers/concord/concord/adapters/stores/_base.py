@@ -72,7 +72,9 @@ class DynamoDB:
         table = model._get_connection()
         # The table connection pynamodb made holds the table's key schema; hand it to the shared
         # connection and route the model through that one.
-        self.connection.add_meta_table(table.get_meta_table())
+        # Two stores on one table (two services in one process) share the schema already added.
+        if table_name not in self.connection._tables:
+            self.connection.add_meta_table(table.get_meta_table())
         table.connection = self.connection
         return model
 

@@ -1,0 +1,257 @@
+"""``Crm`` on the Salesforce REST client: the worker's reads and writes, each as few calls as possible.
+
+- **Reads** are SOQL through ``queryAll`` (deleted rows included, so a delete is seen as ``IsDeleted``
+  instead of a missing record), ``Id IN (...)`` in chunks that keep the URL short, selecting every field
+  the mapping reads (relationship fields as ``Account.Name``, attendee lists as child subqueries).
+- **Candidates**: one query per sObject for all the batch's keys (emails, names, iCalendar UIDs), every
+  value escaped by :mod:`concord.adapters.soql`.
+- **Writes**: sObject Collections, up to 200 records a call, creates and updates per sObject, with
+  ``Sforce-Call-Options: client=concord`` (the client sends it) so change events of our own writes are
+  recognised. Relations (attendees, an email's people, a Contact's Account) are resolved in bulk: one
+  query per sObject for all the addresses, then EventRelation / TaskRelation writes in bulk.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from concord.adapters.http import ConnectorError, TransientError
+from concord.adapters.soql import in_list, quote
+from concord.core import SalesforceRecord
+from concord.ports import WriteResult
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from concord.adapters.salesforce import RecordResult, SalesforceClient
+    from concord.core import MappingSet, ObjectKind, Operation
+
+__all__ = ["SalesforceCrm"]
+
+_ID_CHUNK = 300  # ids per SOQL IN list: 300 x 21 characters keeps a GET well under 16 KB
+_SYSTEM_FIELDS = ("Id", "OwnerId", "IsDeleted", "SystemModstamp", "LastModifiedDate")
+_EXTRA_FIELDS = {"Lead": ("IsConverted", "ConvertedContactId"), "Event": ("IsRecurrence2",)}
+_CHILD_QUERIES = {
+    "EventRelations": "(SELECT RelationId, Relation.Email, IsInvitee FROM EventRelations)",
+    "TaskWhoRelations": "(SELECT RelationId, Relation.Email FROM TaskWhoRelations)",
+}
+_KIND_SOBJECTS: Mapping[str, tuple[str, ...]] = {
+    "contact": ("Contact", "Lead"),
+    "event": ("Event",),
+    "email": ("Task",),
+}
+_PEOPLE = ("Contact", "Lead", "User")
+
+
+def _result(answer: RecordResult) -> WriteResult:
+    if answer.success:
+        return WriteResult(True, record_id=answer.id)
+    error = "; ".join(f"{e.code}: {e.message}" for e in answer.errors) or "failed"
+    return WriteResult(False, record_id=answer.id, error=error, transient=answer.transient)
+
+
+class SalesforceCrm:
+    """The worker's view of Salesforce (see the module docstring)."""
+
+    def __init__(self, client: SalesforceClient, mapping: MappingSet) -> None:
+        self.client = client
+        self.mapping = mapping
+        self._fields: dict[str, str] = {}
+
+    def calls(self) -> int:
+        return self.client.calls
+
+    # ------------------------------------------------------------ reads
+
+    def select(self, sobject: str) -> str:
+        """The SELECT list for ``sobject``: what the mapping reads, plus the system fields."""
+        cached = self._fields.get(sobject)
+        if cached is not None:
+            return cached
+        names: list[str] = list(_SYSTEM_FIELDS) + list(_EXTRA_FIELDS.get(sobject, ()))
+        for kind, sobjects in _KIND_SOBJECTS.items():
+            if sobject not in sobjects:
+                continue
+            om = self.mapping.compile(kind, sobject, "graph")  # type: ignore[arg-type]
+            for rule in om.fields:
+                for path in rule.sf_paths:
+                    text = path.text
+                    names.append(_CHILD_QUERIES.get(text, text))
+        select = ", ".join(dict.fromkeys(names))
+        self._fields[sobject] = select
+        return select
+
+    def fetch(self, sobject: str, ids: Sequence[str]) -> dict[str, SalesforceRecord]:
+        found: dict[str, SalesforceRecord] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _ID_CHUNK):
+            chunk = unique[start : start + _ID_CHUNK]
+            soql = f"SELECT {self.select(sobject)} FROM {sobject} WHERE Id IN {in_list(chunk)}"
+            for row in self.client.query_all(soql):
+                found[row["Id"]] = self._record(sobject, row)
+        return found
+
+    @staticmethod
+    def _record(sobject: str, row: Mapping[str, Any]) -> SalesforceRecord:
+        data = {key: value for key, value in row.items() if key != "attributes"}
+        return SalesforceRecord(str(row["Id"]), sobject, data, deleted=bool(row.get("IsDeleted")))
+
+    def candidates(self, kind: ObjectKind, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
+        if kind == "contact":
+            return self._people_candidates(keys)
+        if kind == "event":
+            return self._event_candidates(keys)
+        return []
+
+    def _people_candidates(self, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
+        emails = sorted({str(k["email"]).lower() for k in keys if k.get("email")})
+        names = sorted(
+            {(str(k["first_name"]), str(k["last_name"])) for k in keys if k.get("first_name") and k.get("last_name")}
+        )
+        found: list[SalesforceRecord] = []
+        for sobject in ("Contact", "Lead"):
+            clauses = []
+            if emails:
+                clauses.append(f"Email IN {in_list(emails)}")
+            clauses += [f"(FirstName = {quote(first)} AND LastName = {quote(last)})" for first, last in names]
+            if not clauses:
+                continue
+            where = " OR ".join(clauses)
+            if sobject == "Lead":
+                where = f"({where}) AND IsConverted = false"
+            soql = f"SELECT {self.select(sobject)} FROM {sobject} WHERE {where}"
+            found += [self._record(sobject, row) for row in self.client.query(soql)]
+        return found
+
+    def _event_candidates(self, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
+        uids = sorted({str(k["ical_uid"]) for k in keys if k.get("ical_uid")})
+        spans = sorted(
+            {(str(k["subject"]), str(k["start"]), str(k["end"])) for k in keys if k.get("subject") and k.get("start")}
+        )
+        clauses = [f"Concord_ICalUID__c IN {in_list(uids)}"] if uids else []
+        clauses += [
+            f"(Subject = {quote(subject)} AND StartDateTime = {start})" for subject, start, _ in spans if "T" in start
+        ]
+        if not clauses:
+            return []
+        soql = f"SELECT {self.select('Event')} FROM Event WHERE {' OR '.join(clauses)}"
+        return [self._record("Event", row) for row in self.client.query(soql)]
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, operations: Sequence[Operation]) -> list[WriteResult]:
+        results: list[WriteResult | None] = [None] * len(operations)
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        relates: list[int] = []
+        for index, op in enumerate(operations):
+            if op.action == "relate":
+                relates.append(index)
+            else:
+                groups[(op.action, op.object_type)].append(index)
+        for (action, sobject), indexes in groups.items():
+            self._write_group(action, sobject, [operations[i] for i in indexes], indexes, results)
+        if relates:
+            self._relate([operations[i] for i in relates], relates, results)
+        return [result or WriteResult(False, error="not executed") for result in results]
+
+    def _write_group(
+        self,
+        action: str,
+        sobject: str,
+        ops: list[Operation],
+        indexes: list[int],
+        results: list[WriteResult | None],
+    ) -> None:
+        try:
+            if action == "create":
+                answers = self.client.create(sobject, [dict(op.body) for op in ops])
+            elif action == "update":
+                answers = self.client.update(sobject, [{**op.body, "Id": op.record_id} for op in ops])
+            elif action == "delete":
+                answers = self.client.delete([op.record_id or "" for op in ops])
+            else:
+                raise ValueError(f"unknown Salesforce action {action!r}")
+        except ConnectorError as exc:
+            for index in indexes:
+                results[index] = _failure(exc)
+            return
+        for index, answer in zip(indexes, answers, strict=True):
+            results[index] = _result(answer)
+
+    def _relate(self, ops: list[Operation], indexes: list[int], results: list[WriteResult | None]) -> None:
+        """Resolve every address and Account name at once, then write the relations in bulk."""
+        try:
+            people = self._people_by_email({e for op in ops for e in op.body.get("emails", ())})
+            accounts = self._accounts_by_name(
+                {str(op.body["name"]) for op in ops if op.body.get("relation") == "Account"}
+            )
+        except ConnectorError as exc:
+            for index in indexes:
+                results[index] = _failure(exc)
+            return
+        for op, index in zip(ops, indexes, strict=True):
+            try:
+                results[index] = self._relate_one(op, people, accounts)
+            except ConnectorError as exc:
+                results[index] = _failure(exc)
+
+    def _relate_one(self, op: Operation, people: Mapping[str, str], accounts: Mapping[str, list[str]]) -> WriteResult:
+        assert op.record_id is not None
+        body = op.body
+        if body.get("relation") == "Account":
+            name = str(body.get("name") or "")
+            found = accounts.get(name.casefold(), [])
+            if len(found) != 1:
+                why = "no Account" if not found else f"{len(found)} Accounts"
+                return WriteResult(False, error=f"company: {why} of that name; the Contact keeps its Account")
+            answers = self.client.update(op.object_type, [{"Id": op.record_id, str(body["field"]): found[0]}])
+            return _result(answers[0])
+        wanted = {e for e in body.get("emails", ()) if e in people}
+        held = tuple(sorted(wanted))
+        relation = "EventRelation" if body.get("relation") == "EventRelations" else "TaskRelation"
+        parent = "EventId" if relation == "EventRelation" else "TaskId"
+        current = {
+            str(row["RelationId"]): str(row["Id"])
+            for row in self.client.query(
+                f"SELECT Id, RelationId FROM {relation} WHERE {parent} = {quote(op.record_id)}"
+            )
+        }
+        target = {people[email] for email in wanted}
+        add = [{parent: op.record_id, "RelationId": rid} for rid in sorted(target - set(current))]
+        remove = [current[rid] for rid in sorted(set(current) - target) if not rid.startswith("005")]
+        errors: list[str] = []
+        if add:
+            errors += [str(r.errors) for r in self.client.create(relation, add) if not r.success]
+        if remove:
+            errors += [str(r.errors) for r in self.client.delete(remove) if not r.success]
+        if errors:
+            return WriteResult(False, record_id=op.record_id, error=f"{relation}: {errors[0]}")
+        return WriteResult(True, record_id=op.record_id, held=held)
+
+    def _people_by_email(self, emails: set[str]) -> dict[str, str]:
+        """Address → Contact, else Lead, else User id (the first sObject that has it wins)."""
+        found: dict[str, str] = {}
+        if not emails:
+            return found
+        for sobject in _PEOPLE:
+            rest = sorted(e for e in emails if e not in found)
+            if not rest:
+                break
+            extra = " AND IsConverted = false" if sobject == "Lead" else ""
+            for row in self.client.query(f"SELECT Id, Email FROM {sobject} WHERE Email IN {in_list(rest)}{extra}"):
+                email = str(row.get("Email") or "").lower()
+                found.setdefault(email, str(row["Id"]))
+        return found
+
+    def _accounts_by_name(self, names: set[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = defaultdict(list)
+        if names:
+            for row in self.client.query(f"SELECT Id, Name FROM Account WHERE Name IN {in_list(sorted(names))}"):
+                found[str(row["Name"]).casefold()].append(str(row["Id"]))
+        return found
+
+
+def _failure(exc: ConnectorError) -> WriteResult:
+    transient = isinstance(exc, TransientError)
+    return WriteResult(False, error=str(exc), transient=transient, retry_after=getattr(exc, "retry_after", None))

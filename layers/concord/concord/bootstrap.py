@@ -1,0 +1,117 @@
+"""The one composition root: real adapters built from settings, wired into the services.
+
+Functions call these builders once per process (at cold start); tests build the same services with the
+in-memory fakes instead (``concord.adapters.memory`` and the test fakes), so this module is the only
+place that knows which implementation stands behind each port.
+
+Secrets (the Salesforce JWT key, the Graph app secret, the Google service account) are read through
+Powertools Parameters with a cache, so a warm function does not call Secrets Manager per invocation and
+a rotated secret is picked up within :data:`SECRET_MAX_AGE_S`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concord.adapters.dead_letters import SqsRetryDelays
+    from concord.service.sync import SyncService
+    from concord.settings import WorkerSettings
+
+__all__ = ["SECRET_MAX_AGE_S", "Deadline", "retry_delays", "sync_service"]
+
+SECRET_MAX_AGE_S = 300
+#: Seconds kept back from the Lambda's remaining time: enough to log, report and return.
+DEADLINE_MARGIN_S = 5.0
+
+
+@dataclass
+class Deadline:
+    """The current invocation's end, shared by every client's retry policy (which must not sleep past it)."""
+
+    ends_at: float = field(default_factory=lambda: time.monotonic() + 900.0)
+
+    def reset(self, remaining_ms: int) -> None:
+        self.ends_at = time.monotonic() + remaining_ms / 1000.0
+
+    def left(self) -> float:
+        return max(0.0, self.ends_at - time.monotonic() - DEADLINE_MARGIN_S)
+
+
+def _secret(arn: str) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    value = get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_S)
+    if not isinstance(value, dict):
+        raise ValueError(f"secret {arn.rsplit(':', 1)[-1]} does not hold a JSON object")
+    return value
+
+
+def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
+    """The sync worker's service on DynamoDB, SQS and the three real APIs."""
+    from concord.adapters.crm import SalesforceCrm
+    from concord.adapters.dead_letters import SqsDeadLetters
+    from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
+    from concord.adapters.google_mailbox import GoogleMailboxAdapter
+    from concord.adapters.graph import GraphClient, GraphCredentials
+    from concord.adapters.graph_mailbox import GraphMailboxAdapter
+    from concord.adapters.salesforce import SalesforceClient, SalesforceCredentials
+    from concord.adapters.stores import DynamoConnectionStore, DynamoLinkStore, DynamoSyncLog
+    from concord.core import default_mapping
+    from concord.service.sync import SyncService
+
+    verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
+    mapping = default_mapping()
+
+    sf = _secret(settings.salesforce_jwt_secret_arn)
+    salesforce = SalesforceClient(
+        SalesforceCredentials(
+            consumer_key=str(sf["consumer_key"]),
+            username=str(sf["username"]),
+            private_key_pem=str(sf["private_key"]),
+            login_url=str(sf.get("login_url") or settings.salesforce_login_url),
+            audience=str(sf.get("audience") or ""),
+        ),
+        verify=verify,
+        time_left=deadline.left,
+    )
+    graph_secret = _secret(settings.graph_app_secret_arn)
+    graph = GraphClient(
+        GraphCredentials(
+            tenant_id=str(graph_secret["tenant_id"]),
+            client_id=str(graph_secret["client_id"]),
+            client_secret=str(graph_secret["client_secret"]),
+        ),
+        graph_url=settings.graph_base_url,
+        login_url=settings.graph_login_url,
+        verify=verify,
+        time_left=deadline.left,
+    )
+    account = ServiceAccount.from_info(_secret(settings.google_service_account_secret_arn))
+    account = ServiceAccount(
+        account.client_email, account.private_key, account.private_key_id, settings.google_token_url
+    )
+    google = GoogleClient(
+        account,
+        endpoints=GoogleEndpoints.for_base(settings.google_api_base_url),
+        verify=verify,
+        time_left=deadline.left,
+    )
+    return SyncService(
+        crm=SalesforceCrm(salesforce, mapping),
+        mailboxes={"graph": GraphMailboxAdapter(graph), "google": GoogleMailboxAdapter(google)},
+        links=DynamoLinkStore(settings.links_table),
+        connections=DynamoConnectionStore(settings.connections_table),
+        log=DynamoSyncLog(settings.sync_log_table),
+        dead_letters=SqsDeadLetters(settings.changes_dlq_url),
+        mapping=mapping,
+    )
+
+
+def retry_delays(settings: WorkerSettings) -> SqsRetryDelays:
+    """Backoff for the messages a batch hands back to the changes queue."""
+    from concord.adapters.dead_letters import SqsRetryDelays
+
+    return SqsRetryDelays(settings.changes_queue_url)

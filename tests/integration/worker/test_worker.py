@@ -1,0 +1,227 @@
+"""The sync worker through its real handler: notices on moto's SQS, links and the sync log in DynamoDB
+Local, Salesforce, Graph and Google as the sandboxes over HTTPS, wired by ``concord.bootstrap``.
+
+The system is the one ``make run`` starts (``LocalSystem``), with the queue poller off: each test puts
+notices on the changes queue the way the ingress functions do and drains it by invoking the worker with
+real SQS records, deleting what the worker does not report failed, as Lambda's event source does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
+from concord.adapters.queue import ChangeQueue
+from concord.adapters.stores import DynamoDB, DynamoLinkStore, DynamoSyncLog
+from concord.notices import ChangeNotice
+from concord.ports import LinkKey
+from local.aws.provision import REGION
+from local.runner import sqs_record
+from local.sandboxes import seed
+from local.sandboxes.salesforce.sandbox import ValidationRule
+from local.system import GOOGLE_CONNECTION, M365_CONNECTION, LocalSystem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[LocalSystem]:
+    with LocalSystem(schedule_interval_s=3600, poll_queues=False) as running:
+        yield running
+
+
+class Worker:
+    """Drives the deployed-shaped worker: enqueue, then receive → invoke → delete, until the queue is empty."""
+
+    def __init__(self, system: LocalSystem) -> None:
+        self.system = system
+        self.sqs = system.stack.client("sqs")
+        self.queue_url = system.stack.env["CHANGES_QUEUE_URL"]
+        self.dlq_url = system.stack.env["CHANGES_DLQ_URL"]
+        self.function = system.runner.functions["SyncWorkerFunction"]
+        self.queue = ChangeQueue(self.queue_url, self.sqs)
+        self.dynamodb = DynamoDB(system.stack.dynamodb.url, region=REGION)
+        self.links = DynamoLinkStore(system.stack.env["LINKS_TABLE"], dynamodb=self.dynamodb)
+        self.log = DynamoSyncLog(system.stack.env["SYNC_LOG_TABLE"], dynamodb=self.dynamodb)
+        self.failures: list[str] = []
+
+    def notice(self, source: str, record_id: str, object_type: str = "contact", **extra: Any) -> ChangeNotice:
+        connection = {"graph": M365_CONNECTION, "google": GOOGLE_CONNECTION}.get(source)
+        return ChangeNotice(
+            source=source,  # type: ignore[arg-type]
+            connection_id=connection,
+            object_type=object_type,  # type: ignore[arg-type]
+            record_id=record_id,
+            provider_event_id=f"test:{record_id}:{time.monotonic_ns()}",
+            **extra,
+        )
+
+    def sync(self, *notices: ChangeNotice) -> None:
+        self.queue.send(list(notices))
+        self.drain()
+
+    def drain(self, rounds: int = 10) -> None:
+        arn = next(str(event["Queue"]) for event in self.function.events.values() if "Queue" in event)
+        for _ in range(rounds):
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return
+            result = self.function.invoke({"Records": [sqs_record(m, arn) for m in messages]}) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            self.failures += sorted(failed)
+            done = [m for m in messages if m["MessageId"] not in failed]
+            if done:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                )
+
+    def link(self, connection: str, kind: str, side: str, record_id: str) -> Any:
+        found = self.links.get_many([LinkKey(connection, kind, side, record_id)])  # type: ignore[arg-type]
+        return next(iter(found.values()), None)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
+        )
+        return answer.get("Messages", [])
+
+
+@pytest.fixture
+def worker(system: LocalSystem) -> Worker:
+    return Worker(system)
+
+
+def _google_client(system: LocalSystem) -> GoogleClient:
+    """A user's own client, as a person editing their Google contacts would use."""
+    return GoogleClient(
+        ServiceAccount.from_info(system.google.service_account_info()),
+        endpoints=GoogleEndpoints.for_base(system.google.url),
+        verify=system.ca_bundle or True,
+    )
+
+
+def _salesforce_contacts(system: LocalSystem, email: str) -> list[dict[str, Any]]:
+    return [r for r in system.salesforce.live_records("Contact") if str(r.get("Email", "")).lower() == email]
+
+
+def test_a_contact_added_in_outlook_becomes_one_salesforce_contact_owned_by_the_user(
+    system: LocalSystem, worker: Worker
+) -> None:
+    made = system.graph.put_contact(
+        seed.M365_USER,
+        {"givenName": "Hedy", "surname": "Lamarr", "emailAddresses": [{"address": "hedy@mgm.example"}]},
+    )
+
+    worker.sync(worker.notice("graph", made["id"]), worker.notice("graph", made["id"]))
+
+    [contact] = _salesforce_contacts(system, "hedy@mgm.example")
+    assert contact["LastName"] == "Lamarr" and contact["OwnerId"] == system.salesforce.user_id
+    link = worker.link(M365_CONNECTION, "contact", "mailbox", made["id"])
+    assert link is not None and link.link.salesforce_id == contact["Id"]
+    entries = worker.log.by_record(f"graph#contact#{made['id']}")
+    assert entries and entries[0].status == "synced"
+    assert worker.failures == []
+
+
+def test_a_seeded_outlook_contact_links_to_its_salesforce_twin_and_a_salesforce_edit_reaches_outlook(
+    system: LocalSystem, worker: Worker
+) -> None:
+    mailbox = system.graph.mailbox(seed.M365_USER)
+    grace = next(
+        c
+        for folder in mailbox.folders.values()
+        for c in folder.items.values()
+        if c.get("emailAddresses", [{}])[0].get("address") == "grace@navy.example"
+    )
+
+    worker.sync(worker.notice("graph", grace["id"]))
+
+    [twin] = _salesforce_contacts(system, "grace@navy.example")
+    assert worker.link(M365_CONNECTION, "contact", "mailbox", grace["id"]).link.salesforce_id == twin["Id"]
+
+    system.salesforce.change(twin["Id"], Title="Commodore")
+    worker.sync(worker.notice("salesforce", twin["Id"]))
+
+    assert system.graph.mailbox(seed.M365_USER).find_contact(grace["id"])[1]["jobTitle"] == "Commodore"
+    assert len(_salesforce_contacts(system, "grace@navy.example")) == 1
+
+
+def test_a_google_contact_becomes_a_salesforce_contact(system: LocalSystem, worker: Worker) -> None:
+    person = _google_client(system).create_contact(
+        seed.GOOGLE_USER,
+        {
+            "names": [{"givenName": "Radia", "familyName": "Perlman"}],
+            "emailAddresses": [{"value": "radia@dec.example"}],
+        },
+    )
+
+    worker.sync(worker.notice("google", person["resourceName"]))
+
+    [contact] = _salesforce_contacts(system, "radia@dec.example")
+    assert contact["FirstName"] == "Radia"
+    assert worker.link(GOOGLE_CONNECTION, "contact", "mailbox", person["resourceName"]) is not None
+
+
+def test_a_permanent_failure_goes_to_the_dlq_at_once_with_its_reason(system: LocalSystem, worker: Worker) -> None:
+    system.salesforce.add_validation_rule(ValidationRule("Contact", "Title", ("Forbidden",), "Titles are vetted."))
+    made = system.graph.put_contact(
+        seed.M365_USER,
+        {"surname": "Nobody", "jobTitle": "Forbidden", "emailAddresses": [{"address": "nobody@x.example"}]},
+    )
+
+    worker.sync(worker.notice("graph", made["id"]))
+
+    assert worker.failures == []
+    letters = worker.dead_letters()
+    assert any("FIELD_CUSTOM_VALIDATION_EXCEPTION" in m["MessageAttributes"]["reason"]["StringValue"] for m in letters)
+    assert _salesforce_contacts(system, "nobody@x.example") == []
+    assert worker.link(M365_CONNECTION, "contact", "mailbox", made["id"]) is None
+
+
+def test_two_workers_racing_on_one_new_contact_create_it_once(
+    system: LocalSystem, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concord.bootstrap import Deadline, sync_service
+    from concord.service.sync import QueueMessage
+    from concord.settings import WorkerSettings
+
+    made = system.graph.put_contact(
+        seed.M365_USER,
+        {"givenName": "Joan", "surname": "Clarke", "emailAddresses": [{"address": "joan@bletchley.example"}]},
+    )
+    for key, value in {**worker.function.env, **system.stack.env}.items():
+        monkeypatch.setenv(key, value)  # what a Lambda process of the worker has: endpoints, names, secrets
+    settings = WorkerSettings.from_env({**worker.function.env, "POWERTOOLS_SERVICE_NAME": "race"})
+    services = [sync_service(settings, Deadline()) for _ in range(2)]
+    body = json.dumps([json.loads(worker.notice("graph", made["id"]).to_message())])
+    # Every Salesforce call slow enough that both workers have looked for a match before either creates.
+    system.salesforce.faults.latency(0.3)
+    start = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def run(service: Any) -> None:
+        start.wait()
+        outcomes.append(service.handle([QueueMessage("m", body)]))
+
+    threads = [threading.Thread(target=run, args=(service,)) for service in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    system.salesforce.faults.latency(0.0)
+    # Whoever lost the claim hands the message back; a later retry only finds the link.
+    if any(outcome.retry for outcome in outcomes):
+        services[0].handle([QueueMessage("m", body)])
+
+    assert len(_salesforce_contacts(system, "joan@bletchley.example")) == 1
