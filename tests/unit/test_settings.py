@@ -103,6 +103,9 @@ def test_an_empty_variable_counts_as_missing(model: type[WebhookSettings], env: 
         (WebhookSettings, WEBHOOK_ENV, "GOOGLE_PUSH_SERVICE_ACCOUNT", "not-an-email"),
         (WebhookSettings, WEBHOOK_ENV, "GOOGLE_JWKS_URL", "www.googleapis.com/oauth2/v3/certs"),
         (WebhookSettings, WEBHOOK_ENV, "SUBSCRIPTIONS_TABLE", "no spaces allowed"),
+        (WebhookSettings, WEBHOOK_ENV, "SALESFORCE_OUTBOUND_TOKEN_SHA256", "the-token-itself-not-its-digest"),
+        (WebhookSettings, WEBHOOK_ENV, "SALESFORCE_OUTBOUND_TOKEN_SHA256", "ab" * 31),
+        (WebhookSettings, WEBHOOK_ENV, "SALESFORCE_OUTBOUND_TOKEN_SHA256", ",".join(["ab" * 32] * 3)),
         (WorkerSettings, WORKER_ENV, "GRAPH_APP_SECRET_ARN", "arn:aws:ssm:us-east-1:123456789012:parameter/x"),
         (WorkerSettings, WORKER_ENV, "GRAPH_BASE_URL", "graph.microsoft.com"),
         (WorkerSettings, WORKER_ENV, "CA_BUNDLE", "/nonexistent/ca.pem"),
@@ -165,3 +168,11 @@ def test_env_json_satisfies_every_family(model: type[WebhookSettings], env: dict
     # env.json is what `sam local invoke --env-vars` uses: it must pass the same validation.
     local = json.loads((ROOT / "env.json").read_text())["Parameters"]
     model.from_env({**local, "POWERTOOLS_SERVICE_NAME": env["POWERTOOLS_SERVICE_NAME"]})
+
+
+def test_outbound_token_digests_are_optional_here_and_normalised() -> None:
+    # Only salesforce_webhook needs them, and it refuses to start without them (its own test).
+    assert WebhookSettings.from_env(WEBHOOK_ENV).salesforce_outbound_token_sha256 is None
+    first, second = "AB" * 32, "cd" * 32
+    settings = WebhookSettings.from_env({**WEBHOOK_ENV, "SALESFORCE_OUTBOUND_TOKEN_SHA256": f" {first} , {second} "})
+    assert settings.salesforce_outbound_token_sha256 == f"{first.lower()},{second}"

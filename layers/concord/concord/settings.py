@@ -37,6 +37,7 @@ __all__ = [
 _URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ORG_ID = re.compile(r"^00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
 
 
@@ -64,6 +65,13 @@ def _org_id(value: str) -> str:
     return value
 
 
+def _sha256_digests(value: str) -> str:
+    digests = [part.strip().lower() for part in value.split(",")]
+    if not 1 <= len(digests) <= 2 or not all(_SHA256.match(digest) for digest in digests):
+        raise ValueError("expected one or two hex SHA-256 digests (64 hex digits each), comma-separated")
+    return ",".join(digests)
+
+
 def _existing_file(value: str) -> str:
     if not os.path.isfile(value):
         raise ValueError("no such file")
@@ -75,6 +83,7 @@ SecretArn = Annotated[str, AfterValidator(_secret_arn)]
 TableName = Annotated[str, AfterValidator(_table_name)]
 OrgId = Annotated[str, AfterValidator(_org_id)]
 FilePath = Annotated[str, AfterValidator(_existing_file)]
+Sha256Digests = Annotated[str, AfterValidator(_sha256_digests)]
 
 
 class SettingsError(RuntimeError):
@@ -157,6 +166,15 @@ class WebhookSettings(_EnvSettings):
     google_push_service_account: str = Field(alias="GOOGLE_PUSH_SERVICE_ACCOUNT", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     google_jwks_url: Url = Field(default="https://www.googleapis.com/oauth2/v3/certs", alias="GOOGLE_JWKS_URL")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, alias="WEBHOOK_MAX_BODY_BYTES", gt=0, le=10 * 1024 * 1024)
+    salesforce_outbound_token_sha256: Sha256Digests | None = Field(
+        default=None,
+        alias="SALESFORCE_OUTBOUND_TOKEN_SHA256",
+        description=(
+            "Hex SHA-256 of the token in the Outbound Message endpoint URL (two, comma-separated, while "
+            "rotating). Optional here because only salesforce_webhook needs it; that function refuses "
+            "to start without it (concord.ingress.salesforce_outbound.OutboundToken)."
+        ),
+    )
 
 
 class WorkerSettings(_ProviderEndpoints):

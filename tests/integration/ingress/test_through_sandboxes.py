@@ -9,6 +9,10 @@ The runner does not poll the changes queue here, so the notices stay queued for 
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
+import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,7 @@ from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccoun
 from concord.adapters.salesforce import SalesforceClient
 from concord.adapters.subscriptions import channel_key, gmail_key
 from concord.notices import ChangeNotice, decode_message
+from concord.observability import logger
 from local.runner import LocalRunner
 from local.sandboxes import seed
 from local.sandboxes.google import DEFAULT_PUSH_ACCOUNT, GoogleSandbox
@@ -133,9 +138,14 @@ def runner(
         "GOOGLE_PUSH_AUDIENCE": GMAIL_AUDIENCE,
         "GOOGLE_PUSH_SERVICE_ACCOUNT": DEFAULT_PUSH_ACCOUNT,
         "CA_BUNDLE": ca_bundle_path(),
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        # Asks Powertools to log every event: the functions must refuse (the events hold secrets).
+        "POWERTOOLS_LOGGER_LOG_EVENT": "true",
     }
-    with LocalRunner(aws, overrides=overrides, poll_queues=False, schedule_interval_s=3600) as local:
+    parameters = {"SalesforceOutboundTokenSha256": OUTBOUND_TOKEN_SHA256}
+    with LocalRunner(
+        aws, overrides=overrides, parameters=parameters, poll_queues=False, schedule_interval_s=3600
+    ) as local:
         yield local
     assert local.errors == []
 
@@ -200,7 +210,26 @@ def store_channel(
     aws.client("dynamodb").put_item(TableName=aws.env["SUBSCRIPTIONS_TABLE"], Item=item)
 
 
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """What the functions log (they run in this process and share Concord's logger)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)
+
+
 # ---------------------------------------------------------------------------------------- Salesforce
+
+# The secret in the endpoint URL configured on the outbound messages; the functions hold its digest.
+OUTBOUND_TOKEN = secrets.token_urlsafe(32)
+OUTBOUND_TOKEN_SHA256 = hashlib.sha256(OUTBOUND_TOKEN.encode()).hexdigest()
+
+
+def outbound_url(runner: LocalRunner, token: str = OUTBOUND_TOKEN) -> str:
+    return f"{runner.url}/salesforce/outbound?token={token}"
 
 
 @pytest.fixture
@@ -218,9 +247,7 @@ def test_outbound_message_from_the_sandbox_is_acknowledged_and_enqueued(
     salesforce_client: SalesforceClient,
 ) -> None:
     answers = record_answers("SalesforceWebhookFunction")
-    salesforce.add_outbound_message(
-        OutboundMessage("Contact", f"{runner.url}/salesforce/outbound", ("Id", "LastModifiedDate"))
-    )
+    salesforce.add_outbound_message(OutboundMessage("Contact", outbound_url(runner), ("Id", "LastModifiedDate")))
     created = salesforce_client.create("Contact", [{"LastName": f"Outbound{i}"} for i in range(3)])
     assert salesforce.pusher.wait_idle()
 
@@ -242,7 +269,7 @@ def test_outbound_message_delivered_twice_is_enqueued_once(
     salesforce: SalesforceSandbox,
 ) -> None:
     answers = record_answers("SalesforceWebhookFunction")
-    salesforce.add_outbound_message(OutboundMessage("Contact", f"{runner.url}/salesforce/outbound"))
+    salesforce.add_outbound_message(OutboundMessage("Contact", outbound_url(runner)))
     salesforce.faults.notifications(duplicate=1)
     contact_id = salesforce.live_records("Contact")[0]["Id"]
     salesforce.change(contact_id, Phone="+1 555 0101")
@@ -252,6 +279,34 @@ def test_outbound_message_delivered_twice_is_enqueued_once(
     assert [a["statusCode"] for a in answers] == [200, 200]  # both acknowledged: the replay too
     [notice] = drain(aws)
     assert notice.record_id == contact_id
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("not-the-token", 403)])
+def test_outbound_message_without_the_token_is_refused_and_the_token_never_logged(
+    aws: LocalStack,
+    runner: LocalRunner,
+    record_answers: Callable[[str], list[dict[str, Any]]],
+    salesforce: SalesforceSandbox,
+    logs: io.StringIO,
+    token: str | None,
+    status: int,
+) -> None:
+    answers = record_answers("SalesforceWebhookFunction")
+    # The right org (not a secret) but the wrong URL, alongside a message with the right one.
+    wrong = f"{runner.url}/salesforce/outbound" + (f"?token={token}" if token else "")
+    salesforce.add_outbound_message(OutboundMessage("Contact", wrong))
+    salesforce.add_outbound_message(OutboundMessage("Contact", outbound_url(runner)))
+    contact_id = salesforce.live_records("Contact")[0]["Id"]
+    salesforce.change(contact_id, Phone="+1 555 0199")
+    wait_for(lambda: len(answers) >= 2)
+
+    assert sorted(a["statusCode"] for a in answers[:2]) == sorted([200, status])
+    [refused] = [a for a in answers if a["statusCode"] == status]
+    assert "<faultcode>soapenv:Client</faultcode>" in refused["body"]
+    [notice] = drain(aws)  # from the message with the token only
+    assert notice.record_id == contact_id
+    assert "outbound message accepted" in logs.getvalue()
+    assert OUTBOUND_TOKEN not in logs.getvalue() and OUTBOUND_TOKEN not in refused["body"]
 
 
 def test_change_events_through_eventbridge(

@@ -25,6 +25,7 @@ from tests.unit.ingress.helpers import (
     AUDIENCE,
     CONTEXT,
     ORG_ID,
+    OUTBOUND_TOKEN_SHA256,
     PUSH_ACCOUNT,
     SigningKey,
     assert_no_canary,
@@ -75,6 +76,7 @@ def settings(aws: LocalStack, jwks_url: str, monkeypatch: pytest.MonkeyPatch) ->
         "GOOGLE_PUSH_AUDIENCE": AUDIENCE,
         "GOOGLE_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
         "GOOGLE_JWKS_URL": jwks_url,
+        "SALESFORCE_OUTBOUND_TOKEN_SHA256": OUTBOUND_TOKEN_SHA256,
     }.items():
         monkeypatch.setenv(name, value)
     dynamodb = aws.client("dynamodb")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -44,6 +45,9 @@ CALENDAR_CHANNEL = "0c3f7a2e-91d4-4b6c-8e5a-2f1d0c9b8a7e"
 CALENDAR_TOKEN = "CANARY-channel-token-5f4e3d2c1b"
 CALENDAR_RESOURCE = "ret08u3rv24htgh289g"  # the X-Goog-Resource-ID of events/google_webhook/calendar_notification.json
 GMAIL_ADDRESS = "ada.lovelace@example.com"
+# The token in the endpoint URL of the Outbound Message (events/salesforce_webhook/outbound_message.json).
+OUTBOUND_TOKEN = "CANARY-outbound-token-Qm7xR2vT9kLw4Zp8"
+OUTBOUND_TOKEN_SHA256 = hashlib.sha256(OUTBOUND_TOKEN.encode()).hexdigest()
 
 
 class LambdaContextStub:
@@ -73,6 +77,7 @@ def settings(**overrides: str) -> WebhookSettings:
         "GOOGLE_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
         "GOOGLE_JWKS_URL": "http://127.0.0.1:1/oauth2/v3/certs",
         "WEBHOOK_MAX_BODY_BYTES": "262144",
+        "SALESFORCE_OUTBOUND_TOKEN_SHA256": OUTBOUND_TOKEN_SHA256,
         **overrides,
     }
     return WebhookSettings.from_env(env)

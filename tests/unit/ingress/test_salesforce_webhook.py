@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -7,12 +8,15 @@ import pytest
 
 from concord.ingress.apps.salesforce_webhook import SalesforceWebhook
 from concord.ingress.errors import Rejected
-from concord.ingress.salesforce_outbound import parse_outbound_message
+from concord.ingress.salesforce_outbound import OutboundToken, parse_outbound_message
+from concord.settings import SettingsError
 from tests.support.events import load_event
 from tests.unit.ingress.helpers import (
     CONTEXT,
     NOW,
     ORG_ID,
+    OUTBOUND_TOKEN,
+    OUTBOUND_TOKEN_SHA256,
     FakeQueue,
     assert_no_canary,
     fake_deps,
@@ -21,6 +25,8 @@ from tests.unit.ingress.helpers import (
 )
 
 if TYPE_CHECKING:
+    import io
+
     from concord.ingress.apps.common import Deps
 
 
@@ -173,3 +179,73 @@ def test_rejected_carries_status_and_reason() -> None:
     with pytest.raises(Rejected) as raised:
         parse_outbound_message(b"<x/>", org_id=ORG_ID, received_at=NOW)
     assert raised.value.status == 400 and raised.value.reason == "not a SOAP 1.1 envelope"
+
+
+# ---- the token in the endpoint URL ----------------------------------------------------------------
+
+
+def _with_token(*values: str | None) -> dict[str, Any]:
+    """The fixture's message, its endpoint URL carrying ``values`` as ``token`` (none when empty)."""
+    event = _event()
+    present = [v for v in values if v is not None]
+    event["queryStringParameters"] = {"token": present[-1]} if present else None
+    event["multiValueQueryStringParameters"] = {"token": present} if present else None
+    return event
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "reason"),
+    [
+        ((), 401, "missing the outbound message token"),
+        (("",), 401, "missing the outbound message token"),
+        (("CANARY-wrong-token",), 403, "outbound message token does not match"),
+        ((OUTBOUND_TOKEN + "x",), 403, "outbound message token does not match"),
+        ((OUTBOUND_TOKEN.lower(),), 403, "outbound message token does not match"),
+        (("CANARY-" + "x" * 5000,), 403, "outbound message token does not match"),
+        ((OUTBOUND_TOKEN, "CANARY-other"), 400, "more than one token"),
+    ],
+)
+def test_a_missing_or_wrong_token_gets_a_soap_fault_and_nothing_is_enqueued(
+    webhook: SalesforceWebhook, deps: Deps, logs: io.StringIO, values: tuple[str, ...], status: int, reason: str
+) -> None:
+    # The org id is right: it is not a secret, so it authenticates nothing.
+    answer = webhook.resolve(_with_token(*values), CONTEXT)
+    assert answer["statusCode"] == status
+    assert "<faultcode>soapenv:Client</faultcode>" in answer["body"] and reason in answer["body"]
+    assert _queue(deps).bodies == []
+    assert reason in logs.getvalue()
+    assert_no_canary(logs.getvalue(), answer["body"])
+
+
+def test_the_token_is_checked_before_the_body_is_parsed(webhook: SalesforceWebhook, deps: Deps) -> None:
+    event = _with_token("CANARY-wrong-token")
+    event["body"] = "not xml at all"
+    assert webhook.resolve(event, CONTEXT)["statusCode"] == 403
+
+
+def test_the_right_token_is_accepted_and_never_logged(
+    webhook: SalesforceWebhook, deps: Deps, logs: io.StringIO
+) -> None:
+    answer = webhook.resolve(_with_token(OUTBOUND_TOKEN), CONTEXT)
+    assert answer["statusCode"] == 200 and len(_queue(deps).bodies) == 2
+    assert "outbound message accepted" in logs.getvalue()
+    assert_no_canary(logs.getvalue(), answer["body"], *_queue(deps).bodies)
+
+
+def test_two_digests_let_the_token_be_rotated(deps: Deps) -> None:
+    new = "a-new-token-after-rotation"
+    digests = f"{hashlib.sha256(new.encode()).hexdigest()},{OUTBOUND_TOKEN_SHA256}"
+    webhook = SalesforceWebhook(settings(SALESFORCE_OUTBOUND_TOKEN_SHA256=digests), deps)
+    assert webhook.resolve(_with_token(OUTBOUND_TOKEN), CONTEXT)["statusCode"] == 200
+    assert webhook.resolve(_with_token(new), CONTEXT)["statusCode"] == 200
+    assert webhook.resolve(_with_token("CANARY-neither"), CONTEXT)["statusCode"] == 403
+
+
+def test_the_function_does_not_start_without_a_token_digest(deps: Deps) -> None:
+    with pytest.raises(SettingsError, match="SALESFORCE_OUTBOUND_TOKEN_SHA256: missing"):
+        SalesforceWebhook(settings(SALESFORCE_OUTBOUND_TOKEN_SHA256=""), deps)
+
+
+def test_the_token_checker_shows_no_digest() -> None:
+    checker = OutboundToken.from_setting(OUTBOUND_TOKEN_SHA256)
+    assert OUTBOUND_TOKEN_SHA256 not in repr(checker) and OUTBOUND_TOKEN_SHA256[:16] not in repr(checker)

@@ -1,12 +1,52 @@
-"""Salesforce Outbound Messages (SOAP 1.1): parse, check the org, answer.
+"""Salesforce Outbound Messages (SOAP 1.1): authenticate, parse, check the org, answer.
 
-The XML is parsed with defusedxml and any DTD is refused outright (``forbid_dtd``), which refuses
-external entities (XXE) and entity expansion ("billion laughs") before they are looked at. The
-``SessionId`` element is never read into anything: it is a live Salesforce session.
+Authentication. ``OrganizationId`` is no secret (it is in every record URL and support case), so
+anyone who knows it could post 100 notices a request and spend the org's API budget. Outbound
+Messages carry no signature and cannot set a header; what Salesforce *can* send is a secret in the
+endpoint URL configured on the message, so each one's URL holds a token::
+
+    https://<api-id>.execute-api.<region>.amazonaws.com/<stage>/salesforce/outbound?token=<TOKEN>
+
+:class:`OutboundToken` checks it before the body is read: missing → 401, wrong → 403, both as SOAP
+faults with the reason, nothing enqueued. The function holds only the token's SHA-256
+(``SALESFORCE_OUTBOUND_TOKEN_SHA256``, the template's ``SalesforceOutboundTokenSha256`` parameter,
+NoEcho) and compares digests in constant time, so neither the configuration nor the template's
+parameters reveal the token, and no Secrets Manager call is made per cold start. A query string
+rather than a path segment because API Gateway routes on the path only (the route stays
+``/salesforce/outbound``) and its access-log ``$context.path`` holds no query string.
+
+Set-up:
+
+1. Make a token: ``python3 -c "import secrets; print(secrets.token_urlsafe(32))"`` (URL-safe: it
+   goes into a URL unescaped).
+2. Deploy with its digest: ``printf %s "$TOKEN" | sha256sum`` → ``--parameter-overrides
+   SalesforceOutboundTokenSha256=<hex>``.
+3. In Salesforce (Setup → Outbound Messages), set each Concord message's Endpoint URL to the API's
+   ``/salesforce/outbound?token=$TOKEN``. Keep the token in a password manager, nowhere else.
+4. Rotate: deploy ``<new hex>,<old hex>`` (two digests are accepted), change the endpoint URLs,
+   wait out Salesforce's 24-hour retry window, then deploy the new digest alone.
+
+The token is never logged: the reasons of :class:`~concord.ingress.errors.Rejected` name no value,
+the webhook functions pass ``log_event=False`` to Powertools (so ``POWERTOOLS_LOGGER_LOG_EVENT``
+cannot print the event and its query string), and API Gateway's execution logging with full
+request data ("data trace") must stay off, as it is in template.yaml.
+
+Option, mutual TLS: tick "Send Client Certificate" on the outbound message (Salesforce's client
+certificate, downloadable under Setup → API, or a certificate of the org's own from Certificate and
+Key Management) and put a custom domain with mutual TLS in front of the API (a truststore in S3
+holding that certificate's CA; disable the default execute-api endpoint, or the check can be
+bypassed). Salesforce's own client certificate proves the sender is Salesforce, not which org:
+keep the token (and the org check) with it.
+
+Parsing. The XML is parsed with defusedxml and any DTD is refused outright (``forbid_dtd``), which
+refuses external entities (XXE) and entity expansion ("billion laughs") before they are looked at.
+The ``SessionId`` element is never read into anything: it is a live Salesforce session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +59,7 @@ from concord.ingress.errors import Rejected
 from concord.notices import ChangeNotice
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
     from xml.etree.ElementTree import Element
 
@@ -27,7 +68,9 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_NOTIFICATIONS",
     "OBJECT_TYPES",
+    "TOKEN_PARAMETER",
     "OutboundMessage",
+    "OutboundToken",
     "ack",
     "fault",
     "parse_outbound_message",
@@ -51,6 +94,51 @@ class OutboundMessage:
     notification_ids: tuple[str, ...]
     notices: tuple[ChangeNotice, ...]
     skipped_types: tuple[str, ...]
+
+
+TOKEN_PARAMETER = "token"
+_MAX_TOKEN = 1024  # longer than any token worth using; the bound only keeps hashing cheap
+
+
+class OutboundToken:
+    """The secret in the Outbound Message endpoint URL, held as SHA-256 digests (see the module docstring).
+
+    Two digests are accepted so that the token can be rotated without refusing messages.
+    """
+
+    def __init__(self, digests: Iterable[bytes]) -> None:
+        self._digests = tuple(digests)
+        if not self._digests or any(len(digest) != hashlib.sha256().digest_size for digest in self._digests):
+            raise ValueError("OutboundToken needs one or more SHA-256 digests")
+
+    @classmethod
+    def from_setting(cls, value: str) -> OutboundToken:
+        """From ``SALESFORCE_OUTBOUND_TOKEN_SHA256``: hex digests, comma-separated."""
+        return cls(bytes.fromhex(part.strip()) for part in value.split(","))
+
+    def __repr__(self) -> str:
+        return f"OutboundToken({len(self._digests)} digest(s))"
+
+    def check(self, query: Mapping[str, Sequence[str]] | None) -> None:
+        """Pass when ``query`` (the multi-value query string) holds exactly one token that matches.
+
+        Raises ``Rejected(401)`` when there is no token, ``Rejected(400)`` when there are several
+        (which one would API Gateway's single-value map keep?), ``Rejected(403)`` when it is wrong.
+        Every digest is compared, in constant time, whatever matched first.
+        """
+        values = [value for value in (query or {}).get(TOKEN_PARAMETER) or () if value]
+        if not values:
+            raise Rejected(401, f"missing the outbound message token (?{TOKEN_PARAMETER}= in the endpoint URL)")
+        if len(values) > 1:
+            raise Rejected(400, f"more than one {TOKEN_PARAMETER} in the endpoint URL")
+        if len(values[0]) > _MAX_TOKEN:
+            raise Rejected(403, "outbound message token does not match")
+        presented = hashlib.sha256(values[0].encode("utf-8", "surrogatepass")).digest()
+        matched = False
+        for digest in self._digests:
+            matched |= hmac.compare_digest(presented, digest)
+        if not matched:
+            raise Rejected(403, "outbound message token does not match")
 
 
 def _local(tag: str) -> str:
