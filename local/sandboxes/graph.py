@@ -290,7 +290,6 @@ _ATTENDEE = Complex(
     _O + "Attendee",
     {"emailAddress": _EMAIL, "type": frozenset({"required", "optional", "resource"}), "status": _RESPONSE},
 )
-_RECIPIENT = Complex(_O + "Recipient", {"emailAddress": _EMAIL})
 _EXTENSIONS: dict[str, Any] = {
     "singleValueExtendedProperties": [_EXTENDED],
     "multiValueExtendedProperties": [_MULTI_EXTENDED],
@@ -346,7 +345,6 @@ EVENT_SCHEMA = Complex(
         "location": _LOCATION,
         "locations": [_LOCATION],
         "attendees": [_ATTENDEE],
-        "organizer": _RECIPIENT,
         "categories": [_STR],
         "importance": frozenset({"low", "normal", "high"}),
         "sensitivity": frozenset({"normal", "personal", "private", "confidential"}),
@@ -376,7 +374,6 @@ EVENT_SCHEMA = Complex(
             "changeKey",
             "createdDateTime",
             "lastModifiedDateTime",
-            "isOrganizer",
             "isCancelled",
             "responseStatus",
             "seriesMasterId",
@@ -390,7 +387,10 @@ EVENT_SCHEMA = Complex(
             "isDraft",
         }
     ),
-    ignored=frozenset({"iCalUId"}),  # read-only, yet Graph drops it from a write without an error
+    # Read-only, yet dropped from a write without an error: a written iCalUId is ignored (microsoft-graph-docs
+    # #4547), and an event made through Graph is always organised by the calendar's owner whatever
+    # organizer/isOrganizer say (microsoft-graph-docs #17988).
+    ignored=frozenset({"iCalUId", "organizer", "isOrganizer"}),
 )
 SUBSCRIPTION_SCHEMA = Complex(
     "microsoft.graph.subscription",
@@ -734,6 +734,8 @@ class GraphSandbox(Sandbox):
         self._timers: dict[str, threading.Timer] = {}
         self.batch_item_throttle = 0
         self.batch_answers_missing = 0
+        self.attendee_mails: list[dict[str, Any]] = []  # one entry per mail an attendee would receive
+        self.attendee_copy_writes: list[dict[str, Any]] = []  # writes to meetings the user does not organise
         self._after_commit: list[int | None] = []  # one entry per armed fault: a 5xx status, or None to drop
         self.batch_item_retry_after = 1.0
         self.pusher = Pusher(self.faults)
@@ -1024,6 +1026,8 @@ class GraphSandbox(Sandbox):
                     for s in self.subscriptions.values()
                 ],
                 delta_tokens=len(self._delta_tokens),
+                attendee_mails=list(self.attendee_mails),
+                attendee_copy_writes=list(self.attendee_copy_writes),
                 pushes_delivered=len(self.pusher.delivered),
                 pushes_abandoned=len(self.pusher.abandoned),
             )
@@ -1542,7 +1546,12 @@ class GraphSandbox(Sandbox):
     @route("POST", USER + r"/(?:calendar/)?events")
     def create_event(self, request: Request) -> Response:
         mailbox = self._user(request)
-        created = self._create(mailbox, mailbox.calendar, self._body(request, EVENT_SCHEMA))
+        body = self._body(request, EVENT_SCHEMA)
+        with self._lock:
+            known = set(mailbox.calendar.items)
+            created = self._create(mailbox, mailbox.calendar, body)
+            if created["id"] not in known:  # not a repeated transactionId
+                self._mail_attendees(mailbox, mailbox.calendar.items[created["id"]], None)
         zone, _ = _prefer(request)
         return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[created["id"]], zone), zone, 201)
 
@@ -1560,15 +1569,52 @@ class GraphSandbox(Sandbox):
         mailbox = self._user(request)
         event_id = request.params["event"]
         changes = self._body(request, EVENT_SCHEMA)
-        self._update(mailbox, mailbox.calendar, event_id, changes, request.headers.get("if-match"))
+        with self._lock:
+            before = copy.deepcopy(mailbox.calendar.items.get(event_id))
+            self._update(mailbox, mailbox.calendar, event_id, changes, request.headers.get("if-match"))
+            self._mail_attendees(mailbox, mailbox.calendar.items[event_id], before)
         zone, _ = _prefer(request)
         return self._ok(self._render(mailbox.calendar, mailbox.calendar.items[event_id], zone), zone)
 
     @route("DELETE", USER + r"/(?:calendar/)?events/(?P<event>[^/]+)")
     def delete_event(self, request: Request) -> Response:
         mailbox = self._user(request)
-        self._delete(mailbox, mailbox.calendar, request.params["event"])
+        with self._lock:
+            before = copy.deepcopy(mailbox.calendar.items.get(request.params["event"]))
+            self._delete(mailbox, mailbox.calendar, request.params["event"])
+            if before is not None:
+                self._mail_attendees(mailbox, None, before)
         return Response(204)
+
+    def _mail_attendees(self, mailbox: Mailbox, after: dict[str, Any] | None, before: dict[str, Any] | None) -> None:
+        """Record the mail Exchange sends when a meeting is written through Graph: the organiser's create
+        invites every attendee, each update mails them all again (new ones an invitation, dropped ones a
+        cancellation), a delete cancels; see https://learn.microsoft.com/en-us/graph/api/event-update and
+        .../event-delete. A write to an attendee's copy (``isOrganizer`` false) changes that copy only and
+        mails nobody; it is recorded in :attr:`attendee_copy_writes` so a test can tell it happened."""
+        event = after or before
+        assert event is not None
+        if not event.get("isOrganizer", True):
+            action = "updated" if after is not None else "deleted"
+            self.attendee_copy_writes.append({"user": mailbox.upn, "event_id": event["id"], "action": action})
+            return
+
+        def guests(item: dict[str, Any] | None) -> list[str]:
+            addresses = [
+                str((a.get("emailAddress") or {}).get("address") or "").lower()
+                for a in (item or {}).get("attendees") or []
+            ]
+            return [a for a in dict.fromkeys(addresses) if a and a != mailbox.upn]
+
+        old, new = guests(before), guests(after)
+        mails = [(g, "cancellation") for g in old if g not in new]
+        if after is not None:
+            mails += [(g, "update" if g in old else "invitation") for g in new]
+        subject = str(event.get("subject") or "")
+        for recipient, kind in mails:
+            self.attendee_mails.append(
+                {"user": mailbox.upn, "event_id": event["id"], "kind": kind, "recipient": recipient, "subject": subject}
+            )
 
     @route("GET", USER + r"/(?:calendar/)?calendarView")
     def calendar_view(self, request: Request) -> Response:

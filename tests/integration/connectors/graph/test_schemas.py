@@ -70,19 +70,22 @@ def test_read_only_properties_are_refused(graph: GraphClient) -> None:
     contact = graph.list_contacts(USER, folder)[0]
     code, message = _refused(lambda: graph.update_contact(USER, contact["id"], {"changeKey": "x"}))
     assert code == "ErrorInvalidPropertySet" and "Set action is invalid for property" in message
-    code, _ = _refused(lambda: graph.create_event(USER, {**EVENT, "isOrganizer": False}))
+    code, _ = _refused(lambda: graph.create_event(USER, {**EVENT, "createdDateTime": "2026-01-01T00:00:00Z"}))
     assert code == "ErrorInvalidPropertySet"
 
 
-def test_event_types_enums_and_ignored_ical_uid(graph: GraphClient) -> None:
+def test_event_types_enums_and_ignored_properties(graph: GraphClient) -> None:
     code, message = _refused(lambda: graph.create_event(USER, {**EVENT, "sensitivity": "secret"}))
     assert code == "RequestBodyRead" and "Cannot convert the literal 'secret'" in message
     code, message = _refused(lambda: graph.create_event(USER, {**EVENT, "isAllDay": "false"}))
     assert "expected type 'Edm.Boolean'" in message
     code, message = _refused(lambda: graph.create_event(USER, {**EVENT, "start": "2026-12-10T10:00:00Z"}))
     assert "a 'StartObject' node was expected" in message
-    created = graph.create_event(USER, {**EVENT, "iCalUId": "mine"})  # Graph drops a written iCalUId silently
-    assert created["iCalUId"] != "mine"
+    # Graph drops a written iCalUId, organizer and isOrganizer silently: the calendar's owner organises.
+    someone = {"emailAddress": {"name": "Someone", "address": "someone@example.com"}}
+    created = graph.create_event(USER, {**EVENT, "iCalUId": "mine", "organizer": someone, "isOrganizer": False})
+    assert created["iCalUId"] != "mine" and created["isOrganizer"] is True
+    assert created["organizer"]["emailAddress"]["address"] == USER
 
 
 def test_subscription_body_is_checked(graph: GraphClient, graph_sandbox: GraphSandbox) -> None:
