@@ -11,8 +11,18 @@ answers 410 from then on), :meth:`GraphSandbox.expire_subscription`, :meth:`Grap
 ``POST /_sandbox/delta/invalidate``, ``POST /_sandbox/subscriptions/{id}/expire``,
 ``POST /_sandbox/subscriptions/{id}/lifecycle {"event": "missed"}``.
 
+Faults after commit: :meth:`GraphSandbox.fail_after_commit` (the next writes commit, then answer a 5xx or
+drop the connection; ``POST /_sandbox/faults/after_commit {"calls": 1, "status": 503}`` or ``{"drop": true}``)
+and :meth:`GraphSandbox.drop_batch_answers` (``$batch`` sub-requests run but go unanswered;
+``POST /_sandbox/faults/batch_missing {"count": 2}``).
+
+Records for tests: :attr:`GraphSandbox.attendee_mails` (one entry per mail an attendee would get from an
+organiser's create, update or delete) and :attr:`GraphSandbox.attendee_copy_writes` (writes to meetings the
+user does not organise), both also in ``GET /_sandbox/state``. Mail: the ``inbox`` and ``sentitems``
+folders, listed and by delta; :meth:`GraphSandbox.put_message` delivers one.
+
 Not modelled: recurrence expansion in calendarView (a series master is one item), attendees' own
-mailboxes, messages, rich notifications (resource data), encryption certificates.
+mailboxes, sending mail, ``$select``, rich notifications (resource data), encryption certificates.
 
 Run it with seed data: ``PYTHONPATH=. .venv/bin/python -m local.sandboxes.graph --port 8443``
 (it needs nothing from ``concord``).
@@ -649,6 +659,14 @@ class Mailbox:
     contacts: Collection  # the default Contacts folder
     folders: dict[str, Collection]  # child contact folders
     calendar: Collection
+    mail: dict[str, Collection] = field(default_factory=dict)  # well-known mail folders: inbox, sentitems
+
+    def mail_folder(self, name: str) -> Collection:
+        key = name.strip("'").lower()
+        for folder in self.mail.values():
+            if key in (folder.id.lower(), folder.display_name.lower()):
+                return folder
+        raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
     def folder(self, folder_id: str) -> Collection:
         if folder_id == self.contacts.id:
@@ -774,6 +792,7 @@ class GraphSandbox(Sandbox):
                 contacts=Collection(_new_id("AQMkAD"), "Contacts", "contacts"),
                 folders={},
                 calendar=Collection(_new_id("AQMkAD"), "Calendar", "events"),
+                mail={name: Collection(_new_id("AQMkAD"), name, "messages") for name in ("inbox", "sentitems")},
             )
             self.mailboxes[mailbox.user_id] = mailbox
             return mailbox
@@ -796,6 +815,30 @@ class GraphSandbox(Sandbox):
         """Create a contact as if the user had added it in Outlook (notifies subscribers)."""
         mailbox = self.mailbox(user)
         return self._create(mailbox, mailbox.folder(folder_id or mailbox.contacts.id), fields)
+
+    def put_message(self, user: str, folder: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Deliver (``folder="inbox"``) or file as sent (``"sentitems"``) a message, as if mail had flowed."""
+        mailbox = self.mailbox(user)
+        collection = mailbox.mail_folder(folder)
+        now = _stamp()
+        message = {
+            "internetMessageId": f"<{uuid.uuid4().hex}@{mailbox.upn.partition('@')[2] or 'example.com'}>",
+            "subject": "",
+            "from": {"emailAddress": {"name": mailbox.upn, "address": mailbox.upn}},
+            "toRecipients": [],
+            "ccRecipients": [],
+            "receivedDateTime": now,
+            "sentDateTime": now,
+            "bodyPreview": str((fields.get("body") or {}).get("content") or "")[:255],
+            "conversationId": _new_id("AAQkAGI2"),
+            "isDraft": False,
+            **fields,
+        }
+        with self._lock:
+            message.update(id=_new_id(), changeKey=_change_key(), createdDateTime=now, lastModifiedDateTime=now)
+            collection.items[message["id"]] = message
+            self._bump(collection, message["id"])
+        return self._render(collection, message, None)
 
     def put_event(self, user: str, fields: dict[str, Any]) -> dict[str, Any]:
         mailbox = self.mailbox(user)
@@ -923,6 +966,30 @@ class GraphSandbox(Sandbox):
                         ],
                     },
                 )
+        people = [p for p in seed.PEOPLE if p.in_m365][:2]
+        for person in people:
+            sender = {"emailAddress": {"name": f"{person.first} {person.last}", "address": person.email}}
+            me = {"emailAddress": {"name": "Alex Wilber", "address": seed.M365_USER}}
+            self.put_message(
+                mailbox.upn,
+                "inbox",
+                {
+                    "subject": f"Question from {person.first}",
+                    "from": sender,
+                    "toRecipients": [me],
+                    "body": {"contentType": "text", "content": f"Hello Alex, {person.first} here."},
+                },
+            )
+            self.put_message(
+                mailbox.upn,
+                "sentitems",
+                {
+                    "subject": f"Re: Question from {person.first}",
+                    "from": me,
+                    "toRecipients": [sender],
+                    "body": {"contentType": "text", "content": f"Hi {person.first}, thanks."},
+                },
+            )
         self.put_event(
             mailbox.upn,
             {
@@ -1414,7 +1481,7 @@ class GraphSandbox(Sandbox):
         item = collection.items.get(item_id)
         if item is not None and self._in_window(item, window):
             return self._render(collection, item, zone)
-        kind = _CONTACT_TYPE if collection.kind == "contacts" else _EVENT_TYPE
+        kind = {"contacts": _CONTACT_TYPE, "events": _EVENT_TYPE}.get(collection.kind, "#microsoft.graph.message")
         return {"@odata.type": kind, "id": item_id, "@removed": {"reason": "deleted"}}
 
     @staticmethod
@@ -1538,6 +1605,21 @@ class GraphSandbox(Sandbox):
         return body if schema is None else validate(schema, body)
 
     # ------------------------------------------------------------------------------ event routes
+
+    MAIL_FOLDER = r"/mailFolders(?:/(?P<folder>[^/()]+)|\('(?P<quoted>[^']+)'\))/messages"
+
+    def _mail_folder(self, request: Request) -> tuple[Mailbox, Collection]:
+        mailbox = self._user(request)
+        return mailbox, mailbox.mail_folder(request.params.get("folder") or request.params.get("quoted") or "")
+
+    @route("GET", USER + MAIL_FOLDER)
+    def list_messages(self, request: Request) -> Response:
+        return self._collection_page(request, self._mail_folder(request)[1], None)
+
+    @route("GET", USER + MAIL_FOLDER + DELTA)
+    def messages_delta(self, request: Request) -> Response:
+        mailbox, folder = self._mail_folder(request)
+        return self._delta(request, mailbox, folder, window_required=False)
 
     @route("GET", USER + r"/(?:calendar/)?events")
     def list_events(self, request: Request) -> Response:

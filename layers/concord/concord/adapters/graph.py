@@ -62,6 +62,11 @@ BATCH_LIMIT = 20  # https://learn.microsoft.com/en-us/graph/json-batching ("up t
 MAX_SUBSCRIPTION_MINUTES = 10080  # Outlook contacts/events/messages: 7 days
 PREFER_UTC = 'outlook.timezone="UTC"'
 _UTC = {"Prefer": PREFER_UTC}
+#: What the worker reads of a message (times are UTC, as Graph always writes message times).
+MESSAGE_FIELDS = (
+    "id,internetMessageId,subject,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,bodyPreview,"
+    "conversationId"
+)
 _MAX_PAGES = 1000  # a guard against a server that never ends a round
 #: Concord's marker on the contacts and events it creates (a named string MAPI property in a property set
 #: of Concord's own, as other sync tools do): https://learn.microsoft.com/en-us/graph/api/resources/extended-properties-overview
@@ -138,6 +143,8 @@ class GraphMailbox(Protocol):
     def delete_event(self, user: str, event_id: str) -> None: ...
     def events_delta(self, user: str, start: datetime, end: datetime, delta_link: str | None = None) -> DeltaResult: ...
     def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]: ...
+    def list_messages(self, user: str, folder: str = "inbox") -> list[dict[str, Any]]: ...
+    def messages_delta(self, user: str, folder: str = "inbox", delta_link: str | None = None) -> DeltaResult: ...
     def create_subscription(
         self,
         resource: str,
@@ -569,6 +576,23 @@ class GraphClient:
             return self._delta(delta_link, None, utc=True)
         url = self._url("users", user, "calendarView", "delta")
         return self._delta(url, {"startDateTime": _iso(start), "endDateTime": _iso(end)}, utc=True)
+
+    # --- mail
+
+    def list_messages(self, user: str, folder: str = "inbox") -> list[dict[str, Any]]:
+        """The messages of a mail folder (a well-known name: ``inbox``, ``sentitems``; or a folder id), with
+        :data:`MESSAGE_FIELDS` only."""
+        url = self._url("users", user, "mailFolders", folder, "messages")
+        pages = self._pages(url, {"$select": MESSAGE_FIELDS}, self._prefer(paged=True))
+        return [m for page in pages for m in page.get("value", [])]
+
+    def messages_delta(self, user: str, folder: str = "inbox", delta_link: str | None = None) -> DeltaResult:
+        """A full round (no ``delta_link``) or the messages added, changed or removed since; keep the link.
+        https://learn.microsoft.com/en-us/graph/api/message-delta"""
+        if delta_link:
+            return self._delta(delta_link, None, utc=False)
+        url = self._url("users", user, "mailFolders", folder, "messages", "delta")
+        return self._delta(url, {"$select": MESSAGE_FIELDS}, utc=False)
 
     # --- batching
 
