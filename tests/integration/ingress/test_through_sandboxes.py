@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import secrets
+import socket
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ import pytest
 from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
 from concord.adapters.salesforce import SalesforceClient
 from concord.adapters.subscriptions import channel_key, gmail_key
+from concord.ingress.errors import Rejected
+from concord.ingress.google import JwksKeys
 from concord.notices import ChangeNotice, decode_message
 from concord.observability import logger
 from local.runner import LocalRunner
@@ -525,3 +528,25 @@ def test_calendar_channel_sync_then_change(
         "catch_up",
         "event",
     )
+
+
+def test_certs_url_problems_are_a_503_naming_the_ca_bundle_or_the_url(
+    google_sandbox: GoogleSandbox, logs: io.StringIO
+) -> None:
+    token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.e30.c2ln"  # only its kid is looked at before the keys
+    untrusted = JwksKeys(f"{google_sandbox.url}/oauth2/v3/certs")  # the system CAs: not the sandbox's
+    with pytest.raises(Rejected) as refused:
+        untrusted(token)
+    assert (refused.value.status, refused.value.reason) == (
+        503,
+        "the certs URL's TLS certificate cannot be verified with the configured CA bundle",
+    )
+    assert "set CA_BUNDLE to the CA that signed the certs URL's certificate" in logs.getvalue()
+
+    with socket.socket() as refuser:
+        refuser.bind(("127.0.0.1", 0))
+        closed = JwksKeys(f"https://127.0.0.1:{refuser.getsockname()[1]}/oauth2/v3/certs", ca_bundle=ca_bundle_path())
+        with pytest.raises(Rejected) as refused:
+            closed(token)
+    assert refused.value.status == 503 and "GOOGLE_JWKS_URL" in refused.value.reason
+    assert "check GOOGLE_JWKS_URL and that the function can reach it" in logs.getvalue()

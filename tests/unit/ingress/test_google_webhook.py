@@ -24,6 +24,9 @@ from tests.unit.ingress.helpers import (
 )
 
 if TYPE_CHECKING:
+    import io
+    from pathlib import Path
+
     from concord.ingress.apps.common import Deps
 
 KEY = SigningKey()
@@ -236,3 +239,26 @@ def test_oversized_calendar_notification_gets_413(deps: Deps) -> None:
     event = _calendar()
     event["body"] = "x" * 5000
     assert webhook.resolve(event, CONTEXT)["statusCode"] == 413
+
+
+# ---- the certs URL's CA bundle ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("problem", ["removed", "not PEM"])
+def test_an_unusable_ca_bundle_is_a_503_that_names_it_and_says_how_to_fix_it(
+    deps: Deps, tmp_path: Path, logs: io.StringIO, problem: str
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    webhook = GoogleWebhook(settings(CA_BUNDLE=str(bundle)), deps)  # the default keys: the JWKS URL
+    if problem == "removed":
+        bundle.unlink()  # e.g. the local run that wrote it has stopped
+    else:
+        bundle.write_text("not a certificate")
+    answer = webhook.resolve(_gmail(), CONTEXT)
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"])["error"] == "the CA bundle (CA_BUNDLE) for Google's certs URL cannot be read"
+    logged = logs.getvalue()
+    assert "the CA bundle for Google's certs URL cannot be read" in logged and str(bundle) in logged
+    assert "point CA_BUNDLE at a readable PEM file" in logged
+    assert _queue(deps).bodies == []

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from concord.adapters.subscriptions import channel_key, gmail_key
 from concord.ingress.errors import Rejected
 from concord.notices import ChangeNotice
+from concord.observability import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -80,20 +81,67 @@ class JwksKeys:
 
         with self._lock:
             if self._client is None:
-                ssl_context = None
-                if self._ca_bundle:
-                    import ssl
-
-                    ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
                 self._client = jwt.PyJWKClient(
-                    self.url, cache_keys=True, lifespan=3600, timeout=self._timeout_s, ssl_context=ssl_context
+                    self.url, cache_keys=True, lifespan=3600, timeout=self._timeout_s, ssl_context=self._ssl_context()
                 )
         try:
             return self._client.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise Rejected(503, "Google's signing keys cannot be fetched right now") from None
+        except jwt.PyJWKClientConnectionError as exc:
+            raise self._unreachable(exc) from None
         except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidTokenError):  # an empty or broken key set too
             raise Rejected(401, "token is not signed by a known Google key") from None
+
+    def _ssl_context(self) -> Any:
+        """The TLS context for the certs URL; ``None`` (the system CAs) when no bundle is configured.
+
+        A bundle that cannot be read is a 503 naming it, and the client is not cached, so the next
+        request tries again once the file is back.
+        """
+        if not self._ca_bundle:
+            return None
+        import ssl
+
+        try:
+            return ssl.create_default_context(cafile=self._ca_bundle)
+        except OSError as exc:  # missing, unreadable, or not PEM (ssl.SSLError is an OSError)
+            logger.error(
+                "the CA bundle for Google's certs URL cannot be read",
+                extra={
+                    "ca_bundle": self._ca_bundle,
+                    "error": type(exc).__name__,
+                    "fix": "point CA_BUNDLE at a readable PEM file (locally: the sandbox CA that `make run` "
+                    "writes; it is removed when the run stops), or unset CA_BUNDLE to use the system CAs",
+                },
+            )
+            raise Rejected(503, "the CA bundle (CA_BUNDLE) for Google's certs URL cannot be read") from None
+
+    def _unreachable(self, exc: Exception) -> Rejected:
+        import ssl
+
+        cause = exc.__cause__
+        reason = getattr(cause, "reason", cause)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            logger.error(
+                "the certs URL's TLS certificate is not trusted",
+                extra={
+                    "jwks_url": self.url,
+                    "ca_bundle": self._ca_bundle,
+                    "error": reason.verify_message,
+                    "fix": "set CA_BUNDLE to the CA that signed the certs URL's certificate (locally: the "
+                    "sandbox CA that `make run` writes); in AWS, leave CA_BUNDLE unset",
+                },
+            )
+            return Rejected(503, "the certs URL's TLS certificate cannot be verified with the configured CA bundle")
+        logger.error(
+            "Google's certs URL cannot be reached",
+            extra={
+                "jwks_url": self.url,
+                "error": type(reason).__name__,
+                "fix": "check GOOGLE_JWKS_URL and that the function can reach it (network, DNS; locally: is "
+                "the Google sandbox running and reachable from where the function runs?)",
+            },
+        )
+        return Rejected(503, "Google's signing keys cannot be fetched from the certs URL (GOOGLE_JWKS_URL) now")
 
 
 class PushTokenVerifier:
