@@ -22,6 +22,7 @@ main job keeps memory and start-up small; each function still gets a real cold s
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import os
@@ -45,8 +46,13 @@ if TYPE_CHECKING:
 LAYER = ROOT / "layers" / "concord"
 
 #: Values for the template parameters that have no default (a deploy passes them in samconfig.toml).
+#: The Outbound Message endpoint's token on this machine: the one the committed sample event carries, so
+#: ``sam local invoke -e events/salesforce_webhook/...`` works too. In AWS it is a secret of the org's admin.
+LOCAL_OUTBOUND_TOKEN = "CANARY-outbound-token-Qm7xR2vT9kLw4Zp8"
+
 LOCAL_PARAMETERS: dict[str, str] = {
     "SalesforceOrgId": "00D5g000004SEEDAAA",
+    "SalesforceOutboundTokenSha256": hashlib.sha256(LOCAL_OUTBOUND_TOKEN.encode()).hexdigest(),
     "SalesforceJwtSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:concord/salesforce-jwt",
     "GraphAppSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:concord/graph-app",
     "GoogleServiceAccountSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:concord/google-sa",

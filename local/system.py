@@ -34,7 +34,7 @@ from concord.core import ConnectionOptions
 from concord.ports import Connection
 from local.aws.provision import REGION
 from local.aws.stack import LocalStack, StartInterrupted
-from local.runner import LOCAL_PARAMETERS, LocalRunner
+from local.runner import LOCAL_OUTBOUND_TOKEN, LOCAL_PARAMETERS, LocalRunner
 from local.sandboxes import seed
 from local.sandboxes.google import DEFAULT_PUSH_ACCOUNT, GoogleSandbox
 from local.sandboxes.graph import SEED_CLIENT_ID, SEED_CLIENT_SECRET, SEED_TENANT, GraphSandbox
@@ -137,7 +137,11 @@ class LocalSystem:
         self._reached("functions started")
         for sobject in ("Contact", "Lead", "Event"):
             self.salesforce.add_outbound_message(
-                OutboundMessage(sobject, f"{self.runner.url}/salesforce/outbound", ("Id", "LastModifiedDate"))
+                OutboundMessage(
+                    sobject,
+                    f"{self.runner.url}/salesforce/outbound?token={LOCAL_OUTBOUND_TOKEN}",
+                    ("Id", "LastModifiedDate"),
+                )
             )
         # EventBridge delivers asynchronously: the sandbox's API call must not wait for the function.
         self.salesforce.cdc_sink = lambda event: threading.Thread(
