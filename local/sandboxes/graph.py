@@ -1621,6 +1621,16 @@ class GraphSandbox(Sandbox):
         mailbox, folder = self._mail_folder(request)
         return self._delta(request, mailbox, folder, window_required=False)
 
+    @route("GET", USER + r"/messages/(?P<message>[^/]+)")
+    def get_message(self, request: Request) -> Response:
+        """``GET /users/{id}/messages/{id}``: a message from any of the user's mail folders."""
+        mailbox = self._user(request)
+        for folder in mailbox.mail.values():
+            item = folder.items.get(request.params["message"])
+            if item is not None:
+                return self._ok(self._render(folder, item, None, request.arg("$expand")), None)
+        raise HttpError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
     @route("GET", USER + r"/(?:calendar/)?events")
     def list_events(self, request: Request) -> Response:
         return self._collection_page(request, self._user(request).calendar, None)

@@ -255,6 +255,10 @@ class Crm(Protocol):
         found with as few queries as the keys allow, every value escaped."""
         ...
 
+    def people(self, emails: Iterable[str]) -> dict[str, str]:
+        """Address → the Contact, else Lead, else User that has it (one query per sObject for all)."""
+        ...
+
     def apply(self, operations: Sequence[Operation]) -> list[WriteResult]:
         """Execute Salesforce operations (create, update, delete, relate), coalesced per sObject and
         action, one result per operation in order. A ``relate`` whose ``record_id`` is ``None`` is not

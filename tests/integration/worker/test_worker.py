@@ -225,3 +225,70 @@ def test_two_workers_racing_on_one_new_contact_create_it_once(
         services[0].handle([QueueMessage("m", body)])
 
     assert len(_salesforce_contacts(system, "joan@bletchley.example")) == 1
+
+
+def test_a_meeting_the_user_organises_becomes_one_event_related_to_known_people_and_mails_nobody(
+    system: LocalSystem, worker: Worker
+) -> None:
+    mails_before = len(system.graph.attendee_mails)
+    made = system.graph.put_event(
+        seed.M365_USER,
+        {
+            "subject": "Roadmap review",
+            "start": {"dateTime": "2026-12-15T15:00:00", "timeZone": "Pacific Standard Time"},
+            "end": {"dateTime": "2026-12-15T16:00:00", "timeZone": "Pacific Standard Time"},
+            "attendees": [
+                {"emailAddress": {"address": "grace@navy.example"}, "type": "required"},
+                {"emailAddress": {"address": "guest@elsewhere.example"}, "type": "optional"},
+            ],
+        },
+    )
+
+    worker.sync(worker.notice("graph", made["id"], "event"))
+
+    [event] = [e for e in system.salesforce.live_records("Event") if e.get("Subject") == "Roadmap review"]
+    assert event["Concord_ICalUID__c"] == made["iCalUId"]
+    assert event["StartDateTime"].startswith("2026-12-15T23:00:00")  # 15:00 Pacific is 23:00 UTC
+    [grace] = _salesforce_contacts(system, "grace@navy.example")
+    relations = [r for r in system.salesforce.live_records("EventRelation") if r["EventId"] == event["Id"]]
+    assert {r["RelationId"] for r in relations} == {grace["Id"]}
+    assert len(system.graph.attendee_mails) == mails_before  # Concord wrote nothing to the meeting
+
+    # A second sync of both sides: nothing written, no attendee mailed, the guest still invited.
+    worker.sync(worker.notice("graph", made["id"], "event"), worker.notice("salesforce", event["Id"], "event"))
+    assert len(system.graph.attendee_mails) == mails_before
+    mailbox_event = system.graph.mailbox(seed.M365_USER).calendar.items[made["id"]]
+    assert len(mailbox_event["attendees"]) == 2
+
+
+def test_an_email_in_outlook_and_gmail_is_one_task_related_to_the_contact(system: LocalSystem, worker: Worker) -> None:
+    message_id = "<proposal-7@contoso.example>"
+    sent = system.graph.put_message(
+        seed.M365_USER,
+        "sentitems",
+        {
+            "internetMessageId": message_id,
+            "subject": "Proposal",
+            "toRecipients": [
+                {"emailAddress": {"address": "alan@bletchley.example"}},
+                {"emailAddress": {"address": seed.GOOGLE_USER}},
+            ],
+        },
+    )
+    received = system.google.deliver_email(
+        seed.GOOGLE_USER, sender=seed.M365_USER, to=["alan@bletchley.example", seed.GOOGLE_USER], subject="Proposal"
+    )
+    headers = system.google._mailbox(seed.GOOGLE_USER).messages[received["id"]]["_headers"]
+    for header in headers:
+        if header["name"] == "Message-ID":
+            header["value"] = message_id  # the same email, delivered to the second mailbox
+
+    worker.sync(worker.notice("graph", sent["id"], "email"))
+    worker.sync(worker.notice("google", received["id"], "email"))
+
+    tasks = [t for t in system.salesforce.live_records("Task") if t.get("Concord_Message_ID__c") == message_id]
+    assert len(tasks) == 1 and tasks[0]["Subject"] == "Proposal" and tasks[0]["Status"] == "Completed"
+    [alan] = _salesforce_contacts(system, "alan@bletchley.example")
+    relations = [r for r in system.salesforce.live_records("TaskRelation") if r["TaskId"] == tasks[0]["Id"]]
+    assert alan["Id"] in {r["RelationId"] for r in relations}
+    assert worker.link(GOOGLE_CONNECTION, "email", "mailbox", received["id"]).link.salesforce_id == tasks[0]["Id"]

@@ -175,7 +175,7 @@ def test_default_mapping_loads_and_covers_the_issue_fields() -> None:
         "attendees",
     } <= events
     emails = {rule.name for rule in mapping.compile("email", "Task", "graph").fields}
-    assert emails == {"subject", "participants", "date", "snippet"}
+    assert emails == {"message_id", "subject", "participants", "date", "snippet"}
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from concord.core import MailboxRecord, Operation, SalesforceRecord
 from concord.ports import Connection, WriteResult
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 _ids = itertools.count(1)
 
@@ -55,17 +55,24 @@ class FakeCrm:
         self.api_calls += 1
         emails = {str(k.get("email")).lower() for k in keys if k.get("email")}
         uids = {k.get("ical_uid") for k in keys if k.get("ical_uid")}
+        message_ids = {k.get("message_id") for k in keys if k.get("message_id")}
         found = []
         for record_id, data in self.records.items():
             if record_id in self.deleted:
                 continue
             sobject = self.sobjects[record_id]
             hit = (
-                kind == "contact" and sobject in ("Contact", "Lead") and str(data.get("Email", "")).lower() in emails
-            ) or (kind == "event" and sobject == "Event" and data.get("Concord_ICalUID__c") in uids)
+                (kind == "contact" and sobject in ("Contact", "Lead") and str(data.get("Email", "")).lower() in emails)
+                or (kind == "event" and sobject == "Event" and data.get("Concord_ICalUID__c") in uids)
+                or (kind == "email" and sobject == "Task" and data.get("Concord_Message_ID__c") in message_ids)
+            )
             if hit:
                 found.append(SalesforceRecord(record_id, sobject, dict(data)))
         return found
+
+    def people(self, emails: Iterable[str]) -> dict[str, str]:
+        self.api_calls += 1
+        return {e: self.people_by_email[e] for e in (x.lower() for x in emails) if e in self.people_by_email}
 
     def apply(self, operations: Sequence[Operation]) -> list[WriteResult]:
         self.api_calls += 1

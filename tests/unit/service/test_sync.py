@@ -304,3 +304,65 @@ def test_a_meeting_is_one_salesforce_event_related_to_known_people_and_external_
     )
     assert len(world.crm.writes) + len(world.mailbox.writes) == writes
     assert [entry.status for entry in outcome.entries] == ["skipped"]
+
+
+def graph_message(message_id: str, sender: str, *to: str) -> dict[str, Any]:
+    return {
+        "internetMessageId": message_id,
+        "subject": "Proposal",
+        "from": {"emailAddress": {"address": sender}},
+        "toRecipients": [{"emailAddress": {"address": a}} for a in to],
+        "receivedDateTime": "2026-12-04T09:00:00Z",
+        "bodyPreview": "Here is the proposal.",
+    }
+
+
+def test_an_email_in_two_mailboxes_is_one_task_related_to_the_known_contact() -> None:
+    world = World()
+    world.crm.add("Contact", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    colleague = "bob@example.com"
+    other = Connection("conn_bob", "graph", colleague, OWNER, ConnectionOptions(provider="graph", user_email=colleague))
+    world.connections.put(other)
+    mine = world.mailbox.add(USER, "email", **graph_message("<m1@example.com>", USER, "grace@navy.mil", colleague))
+    theirs = world.mailbox.add(
+        colleague, "email", **graph_message("<m1@example.com>", USER, "grace@navy.mil", colleague)
+    )
+    bob_notice = world.notice("graph", theirs, object_type="email").model_copy(update={"connection_id": "conn_bob"})
+
+    world.run(world.message(world.notice("graph", mine, object_type="email")))
+    world.run(world.message(bob_notice))
+
+    tasks = [op for op in world.crm.writes if op.action == "create"]
+    assert len(tasks) == 1 and tasks[0].object_type == "Task"
+    assert tasks[0].body["Concord_Message_ID__c"] == "<m1@example.com>"
+    task_id = world.link_of("mailbox", mine, "email").link.salesforce_id
+    links = world.links.get_many([LinkKey("conn_bob", "email", "mailbox", theirs)])
+    assert [stored.link.salesforce_id for stored in links.values()] == [task_id]
+    assert world.crm.relations[task_id] == {"grace@navy.mil"}
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "why"),
+    [
+        (USER, ("bob@example.com",), "colleague"),
+        (USER, ("stranger@nowhere.org",), "no participant is a Contact or Lead"),
+    ],
+)
+def test_internal_mail_and_mail_with_nobody_known_create_nothing(sender: str, to: tuple[str, ...], why: str) -> None:
+    world = World()
+    item = world.mailbox.add(USER, "email", **graph_message("<m2@example.com>", sender, *to))
+
+    outcome = world.run(world.message(world.notice("graph", item, object_type="email")))
+
+    assert world.crm.writes == [] and world.link_of("mailbox", item, "email") is None
+    assert outcome.entries[0].status == "skipped" and why in outcome.entries[0].reason
+
+
+def test_received_mail_is_left_out_when_the_connection_logs_only_sent_mail() -> None:
+    world = World(log_received_email=False)
+    world.crm.add("Contact", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    item = world.mailbox.add(USER, "email", **graph_message("<m3@example.com>", "grace@navy.mil", USER))
+
+    outcome = world.run(world.message(world.notice("graph", item, object_type="email")))
+
+    assert world.crm.writes == [] and "received mail is not logged" in outcome.entries[0].reason

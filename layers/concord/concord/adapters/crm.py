@@ -22,9 +22,9 @@ from concord.core import SalesforceRecord
 from concord.ports import WriteResult
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-    from concord.adapters.salesforce import RecordResult, SalesforceClient
+    from concord.adapters.salesforce import RecordResult, RelationType, SalesforceClient
     from concord.core import MappingSet, ObjectKind, Operation
 
 __all__ = ["SalesforceCrm"]
@@ -42,6 +42,9 @@ _KIND_SOBJECTS: Mapping[str, tuple[str, ...]] = {
     "email": ("Task",),
 }
 _PEOPLE = ("Contact", "Lead", "User")
+#: The field whose value finds a create that may have happened after an ambiguous failure (timeout, 5xx
+#: after commit): the mailbox's iCalendar UID on Events, the email's Message-ID on Tasks.
+_MARKERS = {"Event": "Concord_ICalUID__c", "Task": "Concord_Message_ID__c"}
 
 
 def _result(answer: RecordResult) -> WriteResult:
@@ -102,7 +105,14 @@ class SalesforceCrm:
             return self._people_candidates(keys)
         if kind == "event":
             return self._event_candidates(keys)
-        return []
+        ids = sorted({str(k["message_id"]) for k in keys if k.get("message_id")})
+        if not ids:
+            return []
+        soql = f"SELECT {self.select('Task')} FROM Task WHERE Concord_Message_ID__c IN {in_list(ids)}"
+        return [self._record("Task", row) for row in self.client.query(soql)]
+
+    def people(self, emails: Iterable[str]) -> dict[str, str]:
+        return self._people_by_email({email.lower() for email in emails})
 
     def _people_candidates(self, keys: Sequence[Mapping[str, Any]]) -> list[SalesforceRecord]:
         emails = sorted({str(k["email"]).lower() for k in keys if k.get("email")})
@@ -165,7 +175,11 @@ class SalesforceCrm:
     ) -> None:
         try:
             if action == "create":
-                answers = self.client.create(sobject, [dict(op.body) for op in ops])
+                records = [dict(op.body) for op in ops]
+                marker = _MARKERS.get(sobject)
+                if marker is None or not all(record.get(marker) for record in records):
+                    marker = None  # without a marker an ambiguous failure is reported, never resent
+                answers = self.client.create(sobject, records, marker=marker)
             elif action == "update":
                 answers = self.client.update(sobject, [{**op.body, "Id": op.record_id} for op in ops])
             elif action == "delete":
@@ -209,7 +223,7 @@ class SalesforceCrm:
             return _result(answers[0])
         wanted = {e for e in body.get("emails", ()) if e in people}
         held = tuple(sorted(wanted))
-        relation = "EventRelation" if body.get("relation") == "EventRelations" else "TaskRelation"
+        relation: RelationType = "EventRelation" if body.get("relation") == "EventRelations" else "TaskRelation"
         parent = "EventId" if relation == "EventRelation" else "TaskId"
         current = {
             str(row["RelationId"]): str(row["Id"])
@@ -222,7 +236,8 @@ class SalesforceCrm:
         remove = [current[rid] for rid in sorted(set(current) - target) if not rid.startswith("005")]
         errors: list[str] = []
         if add:
-            errors += [str(r.errors) for r in self.client.create(relation, add) if not r.success]
+            pairs = [(op.record_id, row["RelationId"]) for row in add]
+            errors += [str(r.errors) for r in self.client.relate(relation, pairs) if not r.success]
         if remove:
             errors += [str(r.errors) for r in self.client.delete(remove) if not r.success]
         if errors:

@@ -51,6 +51,14 @@ class GoogleMailboxAdapter:
                 else:
                     found[resource_name] = self._record(person, "resourceName")
             return found
+        if kind == "email":
+            messages = self.client.get_messages(user, list(ids))
+            for message_id in ids:
+                message = messages.get(message_id)
+                found[message_id] = (
+                    MailboxRecord(message_id, {}, deleted=True) if message is None else self._record(message, "id")
+                )
+            return found
         for event_id in ids:
             try:
                 event = self.client.get_event(user, event_id)

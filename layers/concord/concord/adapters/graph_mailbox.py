@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from concord.adapters.graph import BatchRequest
-from concord.adapters.http import NotFoundError, TransientError
+from concord.adapters.http import NotFoundError
 from concord.adapters.write_results import write_result
 from concord.core import MailboxRecord
 
@@ -63,9 +63,7 @@ class GraphMailboxAdapter:
         answers = self.client.batch(requests)
         found: dict[str, MailboxRecord] = {}
         for index, item_id in enumerate(ids):
-            answer = answers.get(str(index))
-            if answer is None:
-                raise TransientError("graph", "$batch answered without one of its requests")
+            answer = answers[str(index)]
             if isinstance(answer.error, NotFoundError):
                 found[item_id] = MailboxRecord(item_id, {}, deleted=True)
             elif answer.error is not None:
@@ -129,8 +127,8 @@ class GraphMailboxAdapter:
         contact = kind == "contact"
         if op.action == "create":
             if contact:
-                return self.client.create_contact(user, self._folder(connection), op.body)
-            return self.client.create_event(user, op.body)
+                return self.client.create_contact(user, self._folder(connection), op.body, key=key)
+            return self.client.create_event(user, op.body, key=key)
         assert op.record_id is not None
         if op.action == "update":
             etag = self._etags.get(op.record_id)

@@ -6,7 +6,7 @@ decides:
   are tried before Leads: a Contact match wins over any number of Lead matches.
 - events: by iCalendar UID (the Salesforce Event keeps the mailbox's UID in a custom field), then by
   subject + start + end.
-- emails: never matched (a logged email is linked by its message id from the start).
+- emails: by `Message-ID` (a Task keeps it in a custom field), so an email in several mailboxes is one Task.
 
 A rule applies only when the source record has every key field (a contact without an email is not
 matched by email). Text compares case-insensitively; emails, phones and times in canonical form. Exactly
@@ -34,7 +34,15 @@ type Candidate = SalesforceRecord | MailboxRecord
 MATCH_KEYS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
     "contact": (("email",), ("first_name", "last_name", "company")),
     "event": (("ical_uid",), ("subject", "start", "end")),
-    "email": (),
+    "email": (("message_id",),),
+}
+
+
+#: Salesforce objects searched for a mailbox record, in order: a Contact match wins over any Lead.
+_SALESFORCE_TIERS: Final[dict[str, tuple[str, ...]]] = {
+    "contact": ("Contact", "Lead"),
+    "event": ("Event",),
+    "email": ("Task",),
 }
 
 
@@ -72,7 +80,7 @@ def find_match(
         return Match()
     tiers: list[tuple[str, list[tuple[Candidate, dict[str, Value]]]]] = []
     if source_side == "mailbox":
-        for sobject in ("Contact", "Lead") if kind == "contact" else ("Event",):
+        for sobject in _SALESFORCE_TIERS[kind]:
             tier: list[tuple[Candidate, dict[str, Value]]] = [
                 (candidate, _values(kind, candidate, mapping, options))
                 for candidate in candidates

@@ -259,6 +259,7 @@ class ConnectionOptions:
     - ``phone_region``: the region of phone numbers written without a country code;
     - ``delete_limits``: the mass-delete guard per object kind; ``mass_delete_approved``: on-call
       approved the current deletes.
+    - ``log_received_email``: received mail is logged as well as sent mail (off: only what the user sent).
     """
 
     provider: Literal["graph", "google"] = "graph"
@@ -280,6 +281,7 @@ class ConnectionOptions:
         default_factory=lambda: {"contact": DeleteLimits(250, 0.25), "event": DeleteLimits(50, 0.10)}
     )
     mass_delete_approved: bool = False
+    log_received_email: bool = True
 
     def direction(self, kind: str) -> Direction:
         """The connection's direction for an object kind."""

@@ -32,6 +32,7 @@ to the DLQ at once with the reason. One bad record never fails its batch-mates.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,7 +45,7 @@ from concord.notices import MalformedMessage, decode_message
 from concord.ports import LinkConflict, LinkKey, LogEntry, StoredLink
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from concord.core import (
         ConnectionOptions,
@@ -131,6 +132,8 @@ class _Item:
     transient: bool = False
     retry_after: float | None = None
     held: str | None = None
+    #: why the worker, not the core, decided to leave this record alone (emails nobody in Salesforce is in)
+    skip: str | None = None
     results: list[tuple[Operation, WriteResult]] = field(default_factory=list)
 
     @property
@@ -320,6 +323,7 @@ class SyncService:
         self._find_candidates(items)
         for item in items:
             self._plan(item, now)
+        self._keep_emails_to_known_people(items)
         self._guard(items, now)
         if time_left() <= TIME_MARGIN_S:
             for item in items:
@@ -393,7 +397,7 @@ class SyncService:
         to_crm: dict[ObjectKind, list[tuple[_Item, dict[str, Any]]]] = defaultdict(list)
         to_mailbox: dict[tuple[str, ObjectKind], list[tuple[_Item, dict[str, Any]]]] = defaultdict(list)
         for item in items:
-            if item.failure or item.stored is not None or item.kind == "email":
+            if item.failure or item.stored is not None:
                 continue
             options = item.connection.options
             if item.mailbox is not None and not item.mailbox.deleted and item.salesforce is None:
@@ -453,6 +457,38 @@ class SyncService:
             )
         except Exception as exc:  # the core promises not to raise; if it does, this record alone fails
             item.fail(f"could not plan: {type(exc).__name__}: {exc}", transient=False)
+
+    def _keep_emails_to_known_people(self, items: list[_Item]) -> None:
+        """An email becomes a Task only when someone outside the user's domain in it is a Contact or Lead
+        (Salesforce's Users and the user's colleagues never count), and received mail only when the
+        connection logs it. Nothing is ever created for an address: an email never makes a Contact."""
+        wanted: dict[int, set[str]] = {}
+        for item in items:
+            if item.kind != "email" or item.plan is None or item.mailbox is None:
+                continue
+            if not any(op.action == "create" for op in item.plan.writes):
+                continue  # already a Task (another mailbox's, or ours): relate, never skip
+            options = item.connection.options
+            found = item.plan.values.get("participants")
+            participants = set(found) if isinstance(found, tuple) else set()
+            user = (options.user_email or item.connection.mailbox_user).lower()
+            domain = user.rpartition("@")[2]
+            if not options.log_received_email and _sender(item.mailbox.data) != user:
+                item.skip = "received mail is not logged for this connection (log_received_email off)"
+                continue
+            wanted[id(item)] = {p for p in participants if p.rpartition("@")[2] != domain}
+            if not wanted[id(item)]:
+                item.skip = "every participant is the user or a colleague: internal mail is not logged"
+        addresses = set().union(*wanted.values()) if wanted else set()
+        if addresses:
+            people = self._guarded([i for i in items if id(i) in wanted], self.crm.people, sorted(addresses)) or {}
+            known = {email for email, record_id in people.items() if not record_id.startswith("005")}
+            for item in items:
+                if id(item) in wanted and item.skip is None and item.failure is None and not wanted[id(item)] & known:
+                    item.skip = "no participant is a Contact or Lead in Salesforce; nothing is created for an address"
+        for item in items:
+            if item.skip is not None:
+                item.plan = None  # nothing to claim, write or link
 
     def _guard(self, items: list[_Item], now: datetime) -> None:
         """Step 7: hold deletes past the connection's limits over the rolling window."""
@@ -671,6 +707,8 @@ class SyncService:
                 reason = f"will retry: {reason}"
         elif item.held is not None:
             status, reason, action = "held", item.held, "delete held"
+        elif item.skip is not None:
+            status, reason, action = "skipped", item.skip, "skip"
         elif current is None:
             status, reason = "skipped", "nothing planned"
         elif any(d.kind == "held" for d in current.decisions):
@@ -723,7 +761,7 @@ def match_values(
         om = mapping.compile(kind, record.sobject, options.provider)
         ctx = Context(provider=options.provider, sobject=record.sobject, region=options.phone_region)
         return {r.name: r.transform.read_sf(r, record.data, ctx) for r in om.fields if r.name in wanted}
-    sobject = options.new_contact_object if kind == "contact" else "Event"
+    sobject = {"contact": options.new_contact_object, "event": "Event"}.get(kind, "Task")
     om = mapping.compile(kind, sobject, options.provider)
     ctx = Context(provider=options.provider, sobject=sobject, region=options.phone_region)
     return {
@@ -731,6 +769,20 @@ def match_values(
         for r in om.fields
         if r.name in wanted and r.mb_path is not None
     }
+
+
+def _sender(message: Mapping[str, Any]) -> str:
+    """The From address of a Graph message or a Gmail message's headers, lower-cased ("" if none)."""
+    sender = message.get("from")
+    if isinstance(sender, Mapping):
+        return str((sender.get("emailAddress") or {}).get("address") or "").lower()
+    headers = (message.get("payload") or {}).get("headers") or []
+    for header in headers if isinstance(headers, list) else []:
+        if isinstance(header, Mapping) and str(header.get("name", "")).lower() == "from":
+            from email.utils import parseaddr
+
+            return parseaddr(str(header.get("value", "")))[1].lower()
+    return ""
 
 
 def _record_key(notice: ChangeNotice) -> str:
