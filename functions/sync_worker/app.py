@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import single_metric
+
 from concord.bootstrap import Deadline, retry_delays, sync_service
 from concord.observability import MetricUnit, logger, metrics, tracer
-from concord.service.sync import QueueMessage
+from concord.service.sync import BatchOutcome, QueueMessage
 from concord.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -41,6 +43,29 @@ def _messages(event: dict[str, Any]) -> list[QueueMessage]:
     ]
 
 
+def _emit_metrics(outcome: BatchOutcome) -> None:
+    """EMF metrics, never one dimension per connection or user: each distinct dimension set is a billed
+    custom metric, so per-connection figures live in the sync log and the connection's health."""
+    for status in ("synced", "skipped", "held", "failed"):
+        metrics.add_metric(name=f"Records{status.title()}", unit=MetricUnit.Count, value=outcome.count(status))
+    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=len(outcome.dead_lettered))
+    metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=outcome.conflicts)
+    if outcome.lag_s is not None:
+        metrics.add_metric(name="SyncLag", unit=MetricUnit.Seconds, value=outcome.lag_s)
+    for system, calls in outcome.calls.items():
+        with single_metric(name="ApiCalls", unit=MetricUnit.Count, value=calls, namespace=metrics.namespace) as one:
+            one.add_dimension(name="System", value=system)
+    for (kind, direction), count in outcome.written.items():
+        with single_metric(
+            name="RecordsWritten", unit=MetricUnit.Count, value=count, namespace=metrics.namespace
+        ) as one:
+            one.add_dimension(name="Object", value=kind)
+            one.add_dimension(name="Direction", value=direction)
+    budget = service.crm.budget_left()
+    if budget is not None:
+        metrics.add_metric(name="SalesforceApiBudgetLeft", unit=MetricUnit.Percent, value=round(budget * 100, 1))
+
+
 @logger.inject_lambda_context(correlation_id_path=FIRST_MESSAGE_ID)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -49,9 +74,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = {str(r["messageId"]): r for r in event.get("Records", [])}
     outcome = service.handle(_messages(event), time_left=deadline.left)
     retries.delay(outcome.retry, records)
-    for status in ("synced", "skipped", "held", "failed"):
-        metrics.add_metric(name=f"Records{status.title()}", unit=MetricUnit.Count, value=outcome.count(status))
-    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=len(outcome.dead_lettered))
+    _emit_metrics(outcome)
     logger.info(
         "batch synced",
         extra={

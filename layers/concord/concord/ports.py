@@ -269,6 +269,10 @@ class Crm(Protocol):
         """API calls made so far (the worker reports them)."""
         ...
 
+    def budget_left(self) -> float | None:
+        """The share of the org's daily API limit still unused (``Sforce-Limit-Info``), once known."""
+        ...
+
 
 class Mailbox(Protocol):
     """One provider's mailbox side (Graph or Google), for any connection of that provider."""

@@ -110,6 +110,9 @@ class FakeCrm:
     def calls(self) -> int:
         return self.api_calls
 
+    def budget_left(self) -> float | None:
+        return None
+
 
 class FakeMailbox:
     """One provider's mailboxes: items per (mailbox user, kind)."""

@@ -65,6 +65,12 @@ class SalesforceCrm:
     def calls(self) -> int:
         return self.client.calls
 
+    def budget_left(self) -> float | None:
+        usage = self.client.api_usage
+        if usage is None or usage.limit <= 0:
+            return None
+        return max(0.0, 1.0 - usage.used / usage.limit)
+
     # ------------------------------------------------------------ reads
 
     def select(self, sobject: str) -> str:

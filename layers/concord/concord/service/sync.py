@@ -31,7 +31,7 @@ to the DLQ at once with the reason. One bad record never fails its batch-mates.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -105,6 +105,14 @@ class BatchOutcome:
     retry: dict[str, float | None] = field(default_factory=dict)
     dead_lettered: dict[str, str] = field(default_factory=dict)
     entries: list[LogEntry] = field(default_factory=list)
+    #: records written, per (object kind, ``to_salesforce`` | ``to_mailbox``)
+    written: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: fields whose changes on both sides were settled by a conflict policy
+    conflicts: int = 0
+    #: seconds from the oldest synced notice's arrival to its write (the sync lag on-call watches)
+    lag_s: float | None = None
+    #: API calls this batch made, per system (``salesforce``, ``graph``, ``google``)
+    calls: Counter[str] = field(default_factory=Counter)
 
     def count(self, status: LogStatus) -> int:
         return sum(1 for entry in self.entries if entry.status == status)
@@ -180,6 +188,7 @@ class SyncService:
         """Sync one batch; see the module docstring for the steps."""
         outcome = BatchOutcome()
         now = self.clock()
+        calls_before = self._calls()
         bodies = {message.message_id: message.body for message in messages}
         notices = self._decode(messages, outcome)
         items = self._items(notices, outcome, now)
@@ -189,7 +198,14 @@ class SyncService:
             for item in items:
                 item.fail("the invocation ran out of time before this record was synced", transient=True)
         self._finish(items, outcome, bodies, now)
+        outcome.calls = self._calls() - calls_before
         return outcome
+
+    def _calls(self) -> Counter[str]:
+        calls = Counter({"salesforce": self.crm.calls()})
+        for provider, mailbox in self.mailboxes.items():
+            calls[provider] += mailbox.calls()
+        return calls
 
     def _decode(self, messages: Sequence[QueueMessage], outcome: BatchOutcome) -> list[tuple[str, ChangeNotice]]:
         seen: set[tuple[Any, ...]] = set()
@@ -658,6 +674,7 @@ class SyncService:
         for item in items:
             outcome.entries.append(self._entry(item, now))
             if item.failure is None:
+                self._count(item, outcome)
                 continue
             for message_id in item.messages:
                 if item.transient:
@@ -671,6 +688,17 @@ class SyncService:
             self._dead_letter(outcome, message_id, bodies.get(message_id), reason)
         if outcome.entries:
             self.log.append(outcome.entries)
+
+    def _count(self, item: _Item, outcome: BatchOutcome) -> None:
+        if item.plan is None:
+            return
+        sides = {op.side for op in item.plan.writes}
+        for side in sides:
+            outcome.written[(item.kind, f"to_{side}")] += 1
+        outcome.conflicts += sum(1 for decision in item.plan.decisions if decision.kind == "conflict")
+        if sides:
+            lag = (self.clock() - item.notice.received_at).total_seconds()
+            outcome.lag_s = max(outcome.lag_s or 0.0, lag)
 
     def _dead_letter(
         self,
