@@ -53,6 +53,7 @@ SALESFORCE_USERNAME = "integration@concord.example"
 GMAIL_TOPIC = "projects/concord-local/topics/gmail"
 GMAIL_AUDIENCE = "concord-gmail-push"
 M365_CONNECTION = "conn-m365"
+SYNC_FOLDER = "Salesforce Sync"
 GOOGLE_CONNECTION = "conn-google"
 #: How a function in a Docker container names this machine: Docker Desktop resolves it itself; on
 #: Linux ``sam local invoke --add-host host.docker.internal:host-gateway`` maps it (Docker 20.10+).
@@ -225,15 +226,18 @@ class LocalSystem:
 
     def connections(self) -> list[Connection]:
         """One connection per seeded mailbox, both for the sandbox's one Salesforce user (it owns every
-        seeded record, so each mailbox syncs the whole seeded org)."""
+        seeded record, so each mailbox syncs the whole seeded org). Outlook contacts sync from the seeded
+        "Salesforce Sync" folder only, Lightning Sync's default."""
         owner = self.salesforce.user_id
+        mailbox = self.graph.mailbox(seed.M365_USER)
+        sync_folder = next(f.id for f in mailbox.folders.values() if f.display_name == SYNC_FOLDER)
         return [
             Connection(
                 connection_id=M365_CONNECTION,
                 provider="graph",
                 mailbox_user=seed.M365_USER,
                 salesforce_user_id=owner,
-                options=ConnectionOptions(provider="graph", user_email=seed.M365_USER),
+                options=ConnectionOptions(provider="graph", user_email=seed.M365_USER, contact_folder_id=sync_folder),
             ),
             Connection(
                 connection_id=GOOGLE_CONNECTION,

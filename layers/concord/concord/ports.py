@@ -255,6 +255,10 @@ class Crm(Protocol):
         found with as few queries as the keys allow, every value escaped."""
         ...
 
+    def converted_from(self, contact_ids: Sequence[str]) -> dict[str, str]:
+        """Contact id → the id of the Lead converted into it, for those of ``contact_ids`` that were."""
+        ...
+
     def people(self, emails: Iterable[str]) -> dict[str, str]:
         """Address → the Contact, else Lead, else User that has it (one query per sObject for all)."""
         ...

@@ -24,7 +24,7 @@ from local.aws.provision import REGION
 from local.runner import sqs_record
 from local.sandboxes import seed
 from local.sandboxes.salesforce.sandbox import ValidationRule
-from local.system import GOOGLE_CONNECTION, M365_CONNECTION, LocalSystem
+from local.system import GOOGLE_CONNECTION, M365_CONNECTION, SYNC_FOLDER, LocalSystem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -102,6 +102,13 @@ def worker(system: LocalSystem) -> Worker:
     return Worker(system)
 
 
+def _put_outlook_contact(system: LocalSystem, fields: dict[str, Any]) -> dict[str, Any]:
+    """A contact the user files in the "Salesforce Sync" folder (the connection syncs that folder only)."""
+    mailbox = system.graph.mailbox(seed.M365_USER)
+    folder = next(f.id for f in mailbox.folders.values() if f.display_name == SYNC_FOLDER)
+    return system.graph.put_contact(seed.M365_USER, fields, folder_id=folder)
+
+
 def _google_client(system: LocalSystem) -> GoogleClient:
     """A user's own client, as a person editing their Google contacts would use."""
     return GoogleClient(
@@ -118,9 +125,8 @@ def _salesforce_contacts(system: LocalSystem, email: str) -> list[dict[str, Any]
 def test_a_contact_added_in_outlook_becomes_one_salesforce_contact_owned_by_the_user(
     system: LocalSystem, worker: Worker
 ) -> None:
-    made = system.graph.put_contact(
-        seed.M365_USER,
-        {"givenName": "Hedy", "surname": "Lamarr", "emailAddresses": [{"address": "hedy@mgm.example"}]},
+    made = _put_outlook_contact(
+        system, {"givenName": "Hedy", "surname": "Lamarr", "emailAddresses": [{"address": "hedy@mgm.example"}]}
     )
 
     worker.sync(worker.notice("graph", made["id"]), worker.notice("graph", made["id"]))
@@ -175,9 +181,8 @@ def test_a_google_contact_becomes_a_salesforce_contact(system: LocalSystem, work
 
 def test_a_permanent_failure_goes_to_the_dlq_at_once_with_its_reason(system: LocalSystem, worker: Worker) -> None:
     system.salesforce.add_validation_rule(ValidationRule("Contact", "Title", ("Forbidden",), "Titles are vetted."))
-    made = system.graph.put_contact(
-        seed.M365_USER,
-        {"surname": "Nobody", "jobTitle": "Forbidden", "emailAddresses": [{"address": "nobody@x.example"}]},
+    made = _put_outlook_contact(
+        system, {"surname": "Nobody", "jobTitle": "Forbidden", "emailAddresses": [{"address": "nobody@x.example"}]}
     )
 
     worker.sync(worker.notice("graph", made["id"]))
@@ -196,9 +201,8 @@ def test_two_workers_racing_on_one_new_contact_create_it_once(
     from concord.service.sync import QueueMessage
     from concord.settings import WorkerSettings
 
-    made = system.graph.put_contact(
-        seed.M365_USER,
-        {"givenName": "Joan", "surname": "Clarke", "emailAddresses": [{"address": "joan@bletchley.example"}]},
+    made = _put_outlook_contact(
+        system, {"givenName": "Joan", "surname": "Clarke", "emailAddresses": [{"address": "joan@bletchley.example"}]}
     )
     for key, value in {**worker.function.env, **system.stack.env}.items():
         monkeypatch.setenv(key, value)  # what a Lambda process of the worker has: endpoints, names, secrets
@@ -292,3 +296,27 @@ def test_an_email_in_outlook_and_gmail_is_one_task_related_to_the_contact(system
     relations = [r for r in system.salesforce.live_records("TaskRelation") if r["TaskId"] == tasks[0]["Id"]]
     assert alan["Id"] in {r["RelationId"] for r in relations}
     assert worker.link(GOOGLE_CONNECTION, "email", "mailbox", received["id"]).link.salesforce_id == tasks[0]["Id"]
+
+
+def test_a_linked_lead_converted_in_salesforce_is_followed_to_its_contact(system: LocalSystem, worker: Worker) -> None:
+    made = _put_outlook_contact(
+        system, {"givenName": "Mary", "surname": "Jackson", "emailAddresses": [{"address": "mary@langley.example"}]}
+    )
+    lead = system.salesforce.insert(
+        "Lead", FirstName="Mary", LastName="Jackson", Email="mary@langley.example", Company="Langley"
+    )
+    worker.sync(worker.notice("graph", made["id"]))
+    log = [(e.status, e.reason) for e in worker.log.by_record(f"graph#contact#{made['id']}")]
+    assert worker.link(M365_CONNECTION, "contact", "mailbox", made["id"]).link.salesforce_id == lead, log
+
+    contact = system.salesforce.convert_lead(lead)
+    system.graph.edit(seed.M365_USER, made["id"], {"jobTitle": "Engineer"})
+    worker.sync(worker.notice("graph", made["id"]))
+
+    failed = [(e.record_key, e.reason) for e in worker.log.by_status("failed")]
+    assert worker.failures == [], failed
+    assert not [m for m in worker.dead_letters() if made["id"] in m["Body"]]
+    [converted] = [c for c in system.salesforce.live_records("Contact") if c["Id"] == contact]
+    assert converted["Title"] == "Engineer"
+    link = worker.link(M365_CONNECTION, "contact", "mailbox", made["id"]).link
+    assert (link.salesforce_object, link.salesforce_id) == ("Contact", contact)

@@ -7,13 +7,20 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from concord.core import MailboxRecord, Operation, SalesforceRecord
+from concord.core import MailboxRecord, Operation, SalesforceRecord, default_mapping
 from concord.ports import Connection, WriteResult
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
 _ids = itertools.count(1)
+
+
+def _readable(sobject: str) -> list[str]:
+    """The top-level Salesforce fields the default mapping reads on ``sobject``."""
+    kind = {"Contact": "contact", "Lead": "contact", "Event": "event", "Task": "email"}[sobject]
+    rules = default_mapping().compile(kind, sobject, "graph").fields  # type: ignore[arg-type]
+    return [path.top for rule in rules for path in rule.sf_paths]
 
 
 def _stamp() -> str:
@@ -47,7 +54,8 @@ class FakeCrm:
         found = {}
         for record_id in ids:
             if record_id in self.records and self.sobjects[record_id] == sobject:
-                data = dict(self.records[record_id])
+                # As a SOQL read of every mapped field answers: a readable field with no value is null.
+                data = {**dict.fromkeys(_readable(sobject)), **self.records[record_id]}
                 found[record_id] = SalesforceRecord(record_id, sobject, data, deleted=record_id in self.deleted)
         return found
 
@@ -67,8 +75,16 @@ class FakeCrm:
                 or (kind == "email" and sobject == "Task" and data.get("Concord_Message_ID__c") in message_ids)
             )
             if hit:
-                found.append(SalesforceRecord(record_id, sobject, dict(data)))
+                found.append(SalesforceRecord(record_id, sobject, {**dict.fromkeys(_readable(sobject)), **data}))
         return found
+
+    def converted_from(self, contact_ids: Sequence[str]) -> dict[str, str]:
+        self.api_calls += 1
+        return {
+            str(data["ConvertedContactId"]): record_id
+            for record_id, data in self.records.items()
+            if data.get("ConvertedContactId") in contact_ids
+        }
 
     def people(self, emails: Iterable[str]) -> dict[str, str]:
         self.api_calls += 1

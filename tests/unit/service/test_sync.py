@@ -366,3 +366,55 @@ def test_received_mail_is_left_out_when_the_connection_logs_only_sent_mail() -> 
     outcome = world.run(world.message(world.notice("graph", item, object_type="email")))
 
     assert world.crm.writes == [] and "received mail is not logged" in outcome.entries[0].reason
+
+
+def test_a_converted_lead_is_followed_to_its_contact_and_never_updated_again() -> None:
+    world = World()
+    lead = world.crm.add("Lead", LastName="Hopper", Company="Navy", Email="grace@navy.mil", OwnerId=OWNER)
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.run(world.message(world.notice("graph", item)))
+    assert world.link_of("mailbox", item).link.salesforce_id == lead
+
+    contact = world.crm.add("Contact", FirstName="Grace", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    world.crm.records[lead].update({"IsConverted": True, "ConvertedContactId": contact})
+    world.mailbox.get(USER, "contact", item).update({"jobTitle": "Admiral", "changeKey": "ck-new"})
+
+    writes_before = len(world.crm.writes)
+    world.run(world.message(world.notice("graph", item)))
+
+    [update] = [op for op in world.crm.writes[writes_before:] if op.action == "update"]
+    assert (update.object_type, update.record_id, update.body["Title"]) == ("Contact", contact, "Admiral")
+    assert not [op for op in world.crm.writes[writes_before:] if op.record_id == lead]
+    stored = world.link_of("mailbox", item)
+    assert (stored.link.salesforce_object, stored.link.salesforce_id) == ("Contact", contact)
+    assert world.link_of("salesforce", lead) is None
+
+
+def test_a_conversions_contact_notified_before_its_lead_takes_over_the_link_and_duplicates_nothing() -> None:
+    world = World()
+    lead = world.crm.add(
+        "Lead", FirstName="Grace", LastName="Hopper", Company="Navy", Email="grace@navy.mil", OwnerId=OWNER
+    )
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil"))
+    world.run(world.message(world.notice("graph", item)))
+    contact = world.crm.add("Contact", FirstName="Grace", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    world.crm.records[lead].update({"IsConverted": True, "ConvertedContactId": contact})
+
+    world.run(world.message(world.notice("salesforce", contact)))
+    world.run(world.message(world.notice("salesforce", lead)))
+
+    assert not [op for op in world.mailbox.writes if op.action == "create"]
+    assert world.link_of("mailbox", item).link.salesforce_id == contact
+    assert world.link_of("salesforce", lead) is None
+
+
+def test_a_new_pair_notified_from_both_sides_in_one_batch_is_planned_and_written_once() -> None:
+    world = World()
+    contact = world.crm.add("Contact", FirstName="Grace", LastName="Hopper", Email="grace@navy.mil", OwnerId=OWNER)
+    item = world.mailbox.add(USER, "contact", **graph_contact("Grace", "Hopper", "grace@navy.mil", jobTitle="CTO"))
+
+    outcome = world.run(world.message(world.notice("salesforce", contact)), world.message(world.notice("graph", item)))
+
+    assert [op.body for op in world.crm.writes] == [{"Title": "CTO"}]
+    assert outcome.retry == {} and len(outcome.entries) == 1
+    assert world.link_of("mailbox", item).link.salesforce_id == contact

@@ -117,6 +117,17 @@ class SalesforceCrm:
         soql = f"SELECT {self.select('Task')} FROM Task WHERE Concord_Message_ID__c IN {in_list(ids)}"
         return [self._record("Task", row) for row in self.client.query(soql)]
 
+    def converted_from(self, contact_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(contact_ids))
+        for start in range(0, len(unique), _ID_CHUNK):
+            chunk = in_list(unique[start : start + _ID_CHUNK])
+            for row in self.client.query(
+                f"SELECT Id, ConvertedContactId FROM Lead WHERE ConvertedContactId IN {chunk}"
+            ):
+                found[str(row["ConvertedContactId"])] = str(row["Id"])
+        return found
+
     def people(self, emails: Iterable[str]) -> dict[str, str]:
         return self._people_by_email({email.lower() for email in emails})
 

@@ -336,9 +336,11 @@ class SyncService:
         self._load_links(items)
         items[:] = self._merge_same_links(items)
         self._fetch(items)
+        items[:] = self._merge_same_links(items)  # a converted Lead's item may now be its Contact's
         self._find_candidates(items)
         for item in items:
             self._plan(item, now)
+        items[:] = self._one_plan_per_record(items)
         self._keep_emails_to_known_people(items)
         self._guard(items, now)
         if time_left() <= TIME_MARGIN_S:
@@ -383,21 +385,17 @@ class SyncService:
                 merged[item.key] = item
                 continue
             twin.messages |= item.messages
+            twin.stored = twin.stored or item.stored
+            twin.mailbox_id = twin.mailbox_id or item.mailbox_id
             twin.salesforce = twin.salesforce or item.salesforce
+            twin.mailbox = twin.mailbox or item.mailbox
         return list(merged.values())
 
     def _fetch(self, items: list[_Item]) -> None:
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for item in items:
-            if item.salesforce_id and item.salesforce is None:
-                wanted[item.sobject or _default_sobject(item)].add(item.salesforce_id)
-        found: dict[str, SalesforceRecord] = {}
-        for sobject, ids in wanted.items():
-            found.update(self._guarded(items, self.crm.fetch, sobject, sorted(ids)) or {})
+        self._fetch_salesforce([item for item in items if item.salesforce_id and item.salesforce is None])
+        self._follow_converted_leads(items)
         by_mailbox: dict[tuple[str, ObjectKind], list[_Item]] = defaultdict(list)
         for item in items:
-            if item.salesforce_id and item.salesforce is None:
-                item.salesforce = found.get(item.salesforce_id)
             if item.mailbox_id:
                 by_mailbox[(item.connection.connection_id, item.kind)].append(item)
         for (_, kind), group in by_mailbox.items():
@@ -407,6 +405,77 @@ class SyncService:
             records = self._guarded(group, mailbox.fetch, connection, kind, wanted_ids) or {}
             for item in group:
                 item.mailbox = records.get(item.mailbox_id or "")
+
+    def _fetch_salesforce(self, items: list[_Item]) -> None:
+        """One read per sObject for all these items; a failed read fails only its sObject's items."""
+        by_sobject: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_sobject[item.sobject or _default_sobject(item)].append(item)
+        for sobject, group in by_sobject.items():
+            ids = sorted({item.salesforce_id for item in group if item.salesforce_id})
+            found = self._guarded(group, self.crm.fetch, sobject, ids) or {}
+            for item in group:
+                item.salesforce = found.get(item.salesforce_id or "")
+
+    def _follow_converted_leads(self, items: list[_Item]) -> None:
+        """A linked Lead that was converted is followed to its Contact: the link moves to the Contact (the
+        store re-keys it), so no update ever meets ``CANNOT_UPDATE_CONVERTED_LEAD``. The Contact's own
+        notice may come first: an unlinked Contact made by a conversion takes over its Lead's link, or it
+        would miss its mailbox twin (linked to the Lead) and create a second one."""
+        self._adopt_converted_leads_links(items)
+        for item in items:
+            record = item.salesforce
+            if (
+                item.stored is None
+                and record is not None
+                and record.sobject == "Lead"
+                and record.data.get("IsConverted")
+            ):
+                item.skip = "a converted Lead is read-only; its Contact syncs instead"
+        converted = [
+            item
+            for item in items
+            if item.salesforce is not None
+            and item.salesforce.sobject == "Lead"
+            and item.salesforce.data.get("IsConverted")
+            and item.salesforce.data.get("ConvertedContactId")
+            and item.stored is not None
+        ]
+        if not converted:
+            return
+        for item in converted:
+            assert item.salesforce is not None and item.stored is not None
+            contact_id = str(item.salesforce.data["ConvertedContactId"])
+            link = replace(item.stored.link, salesforce_object="Contact", salesforce_id=contact_id)
+            item.stored = replace(item.stored, link=link)
+            item.salesforce_id, item.sobject, item.salesforce = contact_id, "Contact", None
+        self._fetch_salesforce(converted)
+
+    def _adopt_converted_leads_links(self, items: list[_Item]) -> None:
+        orphans = [
+            item
+            for item in items
+            if item.stored is None
+            and item.kind == "contact"
+            and item.salesforce is not None
+            and item.salesforce.sobject == "Contact"
+            and not item.salesforce.deleted
+        ]
+        if not orphans:
+            return
+        leads = self._guarded(orphans, self.crm.converted_from, [item.salesforce_id for item in orphans]) or {}
+        keys = {
+            id(item): LinkKey(item.connection.connection_id, "contact", "salesforce", leads[item.salesforce_id])
+            for item in orphans
+            if item.salesforce_id in leads
+        }
+        found = self.links.get_many(keys.values()) if keys else {}
+        for item in orphans:
+            stored = found.get(keys[id(item)]) if id(item) in keys else None
+            if stored is not None and not stored.link.is_tombstone:
+                link = replace(stored.link, salesforce_object="Contact", salesforce_id=item.salesforce_id)
+                item.stored = replace(stored, link=link)
+                item.mailbox_id = item.mailbox_id or link.mailbox_id
 
     def _find_candidates(self, items: list[_Item]) -> None:
         """Step 5: match keys of every unlinked record, one lookup per side and kind, linked ones left out."""
@@ -452,7 +521,7 @@ class SyncService:
             ]
 
     def _plan(self, item: _Item, now: datetime) -> None:
-        if item.failure:
+        if item.failure or item.skip:
             return
         link = item.stored.link if item.stored is not None else None
         if link is not None and not link.is_tombstone and (link.salesforce_id is None or link.mailbox_id is None):
@@ -473,6 +542,24 @@ class SyncService:
             )
         except Exception as exc:  # the core promises not to raise; if it does, this record alone fails
             item.fail(f"could not plan: {type(exc).__name__}: {exc}", transient=False)
+
+    @staticmethod
+    def _one_plan_per_record(items: list[_Item]) -> list[_Item]:
+        """Two notices of one batch can meet in one pair by matching (a new Salesforce record and its
+        mailbox twin, each finding the other): only the first plan runs, with both items' messages."""
+        kept: list[_Item] = []
+        owner: dict[tuple[str, str, str, str], _Item] = {}
+        for item in items:
+            link = item.plan.new_link if item.plan is not None else None
+            ids = [] if link is None else [("salesforce", link.salesforce_id), ("mailbox", link.mailbox_id)]
+            keys = [(item.connection.connection_id, item.kind, side, rid) for side, rid in ids if rid]
+            first = next((owner[key] for key in keys if key in owner), None)
+            if first is not None:
+                first.messages |= item.messages
+                continue
+            owner.update(dict.fromkeys(keys, item))
+            kept.append(item)
+        return kept
 
     def _keep_emails_to_known_people(self, items: list[_Item]) -> None:
         """An email becomes a Task only when someone outside the user's domain in it is a Contact or Lead
@@ -602,12 +689,19 @@ class SyncService:
     def _store(self, items: list[_Item], now: datetime) -> list[_Item]:
         """Step 10: the new links, with ids the writes returned. Returns the items whose lock was lost."""
         writing: list[tuple[_Item, StoredLink]] = []
+        taken: set[LinkKey] = set()
         for item in items:
             link = self._link_to_store(item)
             if link is None:
                 continue
             lock = item.stored.lock_version if item.stored is not None else 0
-            writing.append((item, StoredLink(item.connection.connection_id, link, lock)))
+            stored = StoredLink(item.connection.connection_id, link, lock)
+            if _keys_of(stored) & taken:
+                # Two records of this batch became one pair (a match made twice): the second waits a round.
+                item.fail("another record of this batch was linked to the same record", transient=True)
+                continue
+            taken |= _keys_of(stored)
+            writing.append((item, stored))
         self._release_failed_claims(items)
         if not writing:
             return []
