@@ -486,6 +486,7 @@ def report(bench: Bench, system: LocalSystem, changes: int, events: int) -> None
         "salesforce_calls_per_1000_first_sync": phase["graph create"].per(phase["graph create"].salesforce(), 1000),
         "dynamodb_requests_per_change_first_sync": round(phase["graph create"].dynamodb() / changes, 3),
         "worker_rss_after_cold_start_mb": round(stats["loaded_kb"] / 1024, 1),
+        "worker_rss_bare_interpreter_mb": round(stats["started_kb"] / 1024, 1),
         "worker_cold_start_s": round(stats["cold_start_s"], 2),
         "changes": changes,
         "events": events,
@@ -509,13 +510,13 @@ def report(bench: Bench, system: LocalSystem, changes: int, events: int) -> None
         "DLQ",
         "synced",
     )
-    print("{:<18}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}{:>7}{:>7}{:>8}{:>7}{:>6}{:>5}{:>9}".format(*header))
+    print("{:<18}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}{:>7}{:>7}{:>8}{:>7}{:>6}{:>5}{:>11}".format(*header))
     for p in bench.phases:
         print(
             f"{p.name:<18}{p.changes:>8}{p.after.messages - p.before.messages:>6}"
             f"{p.after.invocations - p.before.invocations:>6}{p.wall_s:>8.1f}{p.salesforce():>7}{p.api('graph'):>7}"
             f"{p.api('google'):>7}{p.tokens():>7}{p.dynamodb():>8}{p.dynamodb() / p.changes:>7.2f}"
-            f"{p.after.handed_back - p.before.handed_back:>6}{p.dead_letters:>5}{f'{p.verified}/{p.changes}':>9}"
+            f"{p.after.handed_back - p.before.handed_back:>6}{p.dead_letters:>5}{f'{p.verified}/{p.changes}':>11}"
             + (f"  ({p.left_in_queue} left in queue)" if p.left_in_queue else "")
         )
     print("\nwhere the calls go, per phase (sandbox routes; $batch> lines are sub-requests of a $batch)")
@@ -560,6 +561,7 @@ def report(bench: Bench, system: LocalSystem, changes: int, events: int) -> None
         ),
         ("worker peak RSS, MB (child process, RUSAGE_SELF)", figures["worker_peak_rss_mb"], "target <= 128"),
         ("worker RSS after cold start, MB", figures["worker_rss_after_cold_start_mb"], "report"),
+        ("  of which the bare interpreter, MB", figures["worker_rss_bare_interpreter_mb"], "report"),
         ("wall s, Outlook edits (one worker, in series)", figures["wall_s"], "report"),
         ("attendee mails (Graph + Google), whole run", attendee_mails, "target 0"),
         ("changes not found synced after the run", unsynced, "should be 0"),
