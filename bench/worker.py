@@ -7,8 +7,9 @@ them), receives up to 25 messages (``WorkerBatchSize``'s default) with ReceiveMe
 invokes the worker with those real SQS records and deletes what the worker did not hand back.
 
 The worker runs in a child process of its own (:mod:`bench.worker_process`), which imports only the
-handler, as a Lambda process would: its ``ru_maxrss`` (RUSAGE_SELF, read in the child after every
-invocation) is ``worker_peak_rss_mb``. The sandboxes run in this process and count the requests they
+handler, as a Lambda process would: its peak RSS (``VmHWM`` of its own address space, read in the child
+after every invocation; see :func:`bench.worker_process._maxrss_kb` for why not ``ru_maxrss``) is
+``worker_peak_rss_mb``. The sandboxes run in this process and count the requests they
 serve; DynamoDB requests are counted in the child at the connection the stores share.
 
 Phases, run in this order (N = ``--changes``, M = ``--events``):
@@ -559,7 +560,7 @@ def report(bench: Bench, system: LocalSystem, changes: int, events: int) -> None
             figures["dynamodb_requests_per_change_first_sync"],
             "report",
         ),
-        ("worker peak RSS, MB (child process, RUSAGE_SELF)", figures["worker_peak_rss_mb"], "target <= 128"),
+        ("worker peak RSS, MB (its own process, VmHWM)", figures["worker_peak_rss_mb"], "target <= 128"),
         ("worker RSS after cold start, MB", figures["worker_rss_after_cold_start_mb"], "report"),
         ("  of which the bare interpreter, MB", figures["worker_rss_bare_interpreter_mb"], "report"),
         ("wall s, Outlook edits (one worker, in series)", figures["wall_s"], "report"),

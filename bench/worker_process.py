@@ -6,7 +6,7 @@ process's stdin, ``{"event": <SQS event>}`` (or ``{"stats": true}`` to read the 
 one JSON line back per line written. The answer carries the handler's result and this process's
 cumulative counters: DynamoDB requests per operation and table (counted at the shared connection the
 stores use, ``default_dynamodb()``), the API calls the worker's own clients counted, and
-``ru_maxrss`` of this process (RUSAGE_SELF: the whole interpreter, as Lambda's memory figure is).
+its peak RSS (``VmHWM``, see :func:`_maxrss_kb`: the whole interpreter, as Lambda's memory figure is).
 
 The handler logs and prints EMF metrics to stdout, as in Lambda; those go to the file named by
 ``BENCH_WORKER_LOG`` (or nowhere), and the answers go to the stdout this process was started with.
@@ -51,7 +51,18 @@ class Context:
 
 
 def _maxrss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    """This process's peak resident memory in KiB: ``VmHWM``, the high-water mark of its own address space.
+
+    Not ``ru_maxrss``: on Linux, exec carries the high-water mark of the address space it replaces into
+    ``ru_maxrss`` (``setmax_mm_hiwater_rss`` in ``exec_mmap``), and ``subprocess`` starts this process by
+    vfork, so ``ru_maxrss`` would report the bench process's memory, sandboxes and all.
+    """
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # elsewhere: the best figure there is
 
 
 def main() -> None:
