@@ -320,3 +320,23 @@ def test_a_linked_lead_converted_in_salesforce_is_followed_to_its_contact(system
     assert converted["Title"] == "Engineer"
     link = worker.link(M365_CONNECTION, "contact", "mailbox", made["id"]).link
     assert (link.salesforce_object, link.salesforce_id) == ("Contact", contact)
+
+
+def test_a_company_changed_in_outlook_relates_the_contact_to_the_account_of_that_name(
+    system: LocalSystem, worker: Worker
+) -> None:
+    mailbox = system.graph.mailbox(seed.M365_USER)
+    katherine = next(
+        c
+        for folder in mailbox.folders.values()
+        for c in folder.items.values()
+        if c.get("emailAddresses", [{}])[0].get("address") == "katherine@nasa.example"
+    )
+    worker.sync(worker.notice("graph", katherine["id"]))
+    [account] = [a for a in system.salesforce.live_records("Account") if a["Name"] == "Bletchley Park"]
+
+    system.graph.edit(seed.M365_USER, katherine["id"], {"companyName": "Bletchley Park"})
+    worker.sync(worker.notice("graph", katherine["id"]))
+
+    [contact] = _salesforce_contacts(system, "katherine@nasa.example")
+    assert contact["AccountId"] == account["Id"]

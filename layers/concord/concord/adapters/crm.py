@@ -211,55 +211,85 @@ class SalesforceCrm:
             results[index] = _result(answer)
 
     def _relate(self, ops: list[Operation], indexes: list[int], results: list[WriteResult | None]) -> None:
-        """Resolve every address and Account name at once, then write the relations in bulk."""
+        """Resolve every address and Account name at once, then write the relations in bulk: one query of
+        the current relations, one create and one delete call per relation type, one Account update."""
+        accounts_ops = [(op, i) for op, i in zip(ops, indexes, strict=True) if op.body.get("relation") == "Account"]
+        people_ops = [(op, i) for op, i in zip(ops, indexes, strict=True) if op.body.get("relation") != "Account"]
         try:
-            people = self._people_by_email({e for op in ops for e in op.body.get("emails", ())})
-            accounts = self._accounts_by_name(
-                {str(op.body["name"]) for op in ops if op.body.get("relation") == "Account"}
-            )
+            self._relate_accounts(accounts_ops, results)
+            people = self._people_by_email({e for op, _ in people_ops for e in op.body.get("emails", ())})
+            for relation in ("EventRelation", "TaskRelation"):
+                group = [(op, i) for op, i in people_ops if _relation_of(op) == relation]
+                if group:
+                    self._relate_people(relation, group, people, results)
         except ConnectorError as exc:
             for index in indexes:
-                results[index] = _failure(exc)
-            return
-        for op, index in zip(ops, indexes, strict=True):
-            try:
-                results[index] = self._relate_one(op, people, accounts)
-            except ConnectorError as exc:
-                results[index] = _failure(exc)
+                if results[index] is None:
+                    results[index] = _failure(exc)
 
-    def _relate_one(self, op: Operation, people: Mapping[str, str], accounts: Mapping[str, list[str]]) -> WriteResult:
-        assert op.record_id is not None
-        body = op.body
-        if body.get("relation") == "Account":
-            name = str(body.get("name") or "")
-            found = accounts.get(name.casefold(), [])
-            if len(found) != 1:
+    def _relate_accounts(self, pairs: list[tuple[Operation, int]], results: list[WriteResult | None]) -> None:
+        """A Contact's company is its Account: the one Account of that name, never a guess between two."""
+        if not pairs:
+            return
+        accounts = self._accounts_by_name({str(op.body["name"]) for op, _ in pairs})
+        updates: list[tuple[Operation, int, str]] = []
+        for op, index in pairs:
+            found = accounts.get(str(op.body.get("name") or "").casefold(), [])
+            if len(found) == 1:
+                updates.append((op, index, found[0]))
+            else:
                 why = "no Account" if not found else f"{len(found)} Accounts"
-                return WriteResult(False, error=f"company: {why} of that name; the Contact keeps its Account")
-            answers = self.client.update(op.object_type, [{"Id": op.record_id, str(body["field"]): found[0]}])
-            return _result(answers[0])
-        wanted = {e for e in body.get("emails", ()) if e in people}
-        held = tuple(sorted(wanted))
-        relation: RelationType = "EventRelation" if body.get("relation") == "EventRelations" else "TaskRelation"
+                results[index] = WriteResult(False, error=f"company: {why} of that name; the Contact keeps its Account")
+        by_sobject: dict[str, list[tuple[Operation, int, str]]] = defaultdict(list)
+        for update in updates:
+            by_sobject[update[0].object_type].append(update)
+        for sobject, group in by_sobject.items():
+            records = [{"Id": op.record_id, str(op.body["field"]): account} for op, _, account in group]
+            for (_, index, _), answer in zip(group, self.client.update(sobject, records), strict=True):
+                results[index] = _result(answer)
+
+    def _relate_people(
+        self,
+        relation: RelationType,
+        pairs: list[tuple[Operation, int]],
+        people: Mapping[str, str],
+        results: list[WriteResult | None],
+    ) -> None:
+        """Make each activity relate exactly the people its operation names who exist in Salesforce; the
+        owner's and other Users' relations are never removed."""
         parent = "EventId" if relation == "EventRelation" else "TaskId"
-        current = {
-            str(row["RelationId"]): str(row["Id"])
-            for row in self.client.query(
-                f"SELECT Id, RelationId FROM {relation} WHERE {parent} = {quote(op.record_id)}"
-            )
-        }
-        target = {people[email] for email in wanted}
-        add = [{parent: op.record_id, "RelationId": rid} for rid in sorted(target - set(current))]
-        remove = [current[rid] for rid in sorted(set(current) - target) if not rid.startswith("005")]
-        errors: list[str] = []
-        if add:
-            pairs = [(op.record_id, row["RelationId"]) for row in add]
-            errors += [str(r.errors) for r in self.client.relate(relation, pairs) if not r.success]
-        if remove:
-            errors += [str(r.errors) for r in self.client.delete(remove) if not r.success]
-        if errors:
-            return WriteResult(False, record_id=op.record_id, error=f"{relation}: {errors[0]}")
-        return WriteResult(True, record_id=op.record_id, held=held)
+        parents = [str(op.record_id) for op, _ in pairs]
+        current: dict[str, dict[str, str]] = defaultdict(dict)  # activity → relation id → row id
+        for start in range(0, len(parents), _ID_CHUNK):
+            chunk = in_list(parents[start : start + _ID_CHUNK])
+            soql = f"SELECT Id, {parent}, RelationId FROM {relation} WHERE {parent} IN {chunk}"
+            for row in self.client.query(soql):
+                current[str(row[parent])][str(row["RelationId"])] = str(row["Id"])
+        adds: list[tuple[str, str]] = []
+        removes: list[tuple[str, str]] = []  # (activity, relation row id)
+        for op, _ in pairs:
+            activity = str(op.record_id)
+            target = {people[email] for email in op.body.get("emails", ()) if email in people}
+            have = current[activity]
+            adds += [(activity, rid) for rid in sorted(target - set(have))]
+            removes += [(activity, have[rid]) for rid in sorted(set(have) - target) if not rid.startswith("005")]
+        failed: dict[str, str] = {}
+        if adds:
+            for (activity, _), answer in zip(adds, self.client.relate(relation, adds), strict=True):
+                if not answer.success:
+                    failed.setdefault(activity, f"{relation}: {_result(answer).error}")
+        if removes:
+            answers = self.client.delete([row for _, row in removes])
+            for (activity, _), answer in zip(removes, answers, strict=True):
+                if not answer.success:
+                    failed.setdefault(activity, f"{relation}: {_result(answer).error}")
+        for op, index in pairs:
+            activity = str(op.record_id)
+            if activity in failed:
+                results[index] = WriteResult(False, record_id=activity, error=failed[activity])
+            else:
+                held = tuple(sorted(e for e in op.body.get("emails", ()) if e in people))
+                results[index] = WriteResult(True, record_id=activity, held=held)
 
     def _people_by_email(self, emails: set[str]) -> dict[str, str]:
         """Address → Contact, else Lead, else User id (the first sObject that has it wins)."""
@@ -282,6 +312,10 @@ class SalesforceCrm:
             for row in self.client.query(f"SELECT Id, Name FROM Account WHERE Name IN {in_list(sorted(names))}"):
                 found[str(row["Name"]).casefold()].append(str(row["Id"]))
         return found
+
+
+def _relation_of(op: Operation) -> RelationType:
+    return "EventRelation" if op.body.get("relation") == "EventRelations" else "TaskRelation"
 
 
 def _failure(exc: ConnectorError) -> WriteResult:
