@@ -20,7 +20,7 @@ Switches, from Python and as ``POST /_sandbox/google/<name>`` with a JSON body: 
 ``expire_sync_tokens``
 (Calendar then answers 410 ``fullSyncRequired``, People 400 ``EXPIRED_SYNC_TOKEN``), ``expire_history``
 (``{"user"}`` optional; Gmail ``history.list`` answers 404), ``expire_channels``, ``delete_calendar``
-(``{"user"}``: channels get ``not_exists``), ``deliver`` (``{"user", "from", "to", "cc", "subject", "body",
+(``{"user"}``: channels get ``not_exists``), ``invite`` (see Meetings), ``deliver`` (``{"user", "from", "to", "cc", "subject", "body",
 "labelIds"}``: a new email, see :meth:`GoogleSandbox.deliver_email`) and ``subscriptions`` (``{"topic",
 "endpoint", "audience", "serviceAccount", "name"}``: a Pub/Sub push subscription). The fault switches of
 the base class count API calls only: the token endpoint and the key set are never throttled or failed.
@@ -33,9 +33,22 @@ second: changes within that second are coalesced into one notification carrying 
 
 Simplifications, on purpose: only the ``primary`` calendar exists; recurring events are stored but not
 expanded (``singleEvents`` is ignored); Gmail's ``q`` understands ``from:``, ``to:``, ``subject:`` and
-bare words only; ``sendUpdates`` mails nobody but is recorded in :attr:`GoogleSandbox.invitations_sent`;
+bare words only; ``sendUpdates`` mails nobody but is recorded (below); invitations are not propagated
+between mailboxes (a meeting the user does not organise is placed with :meth:`GoogleSandbox.invite`);
 channel addresses may be plain ``http://`` (loopback receivers), where Google insists on HTTPS; any ``sub``
 that looks like an email is a user of the domain (its mailbox is made on first use).
+
+Meetings. The organiser's insert, patch, update and delete with ``sendUpdates=all`` record one entry per
+mail an attendee would receive in :attr:`GoogleSandbox.attendee_mails` (``invitation``, ``update`` or
+``cancellation``; guests removed by an update get a cancellation; the organiser gets none), with
+``externalOnly`` only for "non-Google Calendar guests" (here: outside the organiser's domain and not on
+gmail.com), with ``none`` (the default) for nobody; :meth:`GoogleSandbox.mails_to` counts them per address,
+as do ``attendee_mail_counts`` in ``GET /_sandbox/state`` and :attr:`GoogleSandbox.invitations_sent` per
+write. A meeting the user only attends (``invite``, also ``POST /_sandbox/google/invite`` with
+``{"user", "organizer", "event"}``) is the user's copy: unless the organiser set ``guestsCanModify``, a
+patch or update changes only the user's own answer and the copy's private properties and silently drops
+the rest (200, event unchanged), a delete takes it off the user's calendar only, and nothing is mailed;
+such writes are listed in :attr:`GoogleSandbox.attendee_copy_writes` with what was dropped.
 
 ``python -m local.sandboxes.google [--port N] [--push-endpoint URL]`` serves it with seed data.
 """
@@ -275,7 +288,9 @@ class GoogleSandbox(Sandbox):
         self._page_tokens: dict[str, tuple[str, str, list[dict[str, Any]], dict[str, Any]]] = {}
         self._channels: dict[str, _Channel] = {}
         self._subscriptions: list[_Subscription] = []
-        self.invitations_sent: list[dict[str, Any]] = []
+        self.invitations_sent: list[dict[str, Any]] = []  # one entry per write that mailed anyone
+        self.attendee_mails: list[dict[str, Any]] = []  # one entry per mail one attendee would receive
+        self.attendee_copy_writes: list[dict[str, Any]] = []  # writes to meetings the user does not organise
         self.pubsub_published: list[dict[str, Any]] = []
         self._after_commit: list[int | None] = []  # one entry per pending fault: a 5xx status, or None (drop)
 
@@ -402,6 +417,55 @@ class GoogleSandbox(Sandbox):
             time.sleep(0.02)
         return False
 
+    def attendee_mail_counts(self) -> dict[str, int]:
+        """How many mails each address would have received from Calendar so far (addresses lower-cased)."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for mail in self.attendee_mails:
+                counts[mail["recipient"]] = counts.get(mail["recipient"], 0) + 1
+            return counts
+
+    def mails_to(self, address: str) -> int:
+        """How many invitations, updates and cancellations ``address`` would have received."""
+        return self.attendee_mail_counts().get(address.lower(), 0)
+
+    def invite(self, user: str, event: dict[str, Any], *, organizer: str) -> dict[str, Any]:
+        """Put in ``user``'s primary calendar their copy of a meeting ``organizer`` organises, as Google does
+        when an invitation arrives; returns the copy. ``event`` is an Event body (its ``id`` is kept if given);
+        ``user`` is added to its guests if missing. Writes to the copy then follow the rules for a guest."""
+        with self._lock:
+            mailbox = self._mailbox(user)
+            body = json.loads(json.dumps(event))
+            _validate_calendar(body)
+            _check_times(body)
+            event_id = str(body.get("id") or secrets.token_hex(13))
+            attendees = body.setdefault("attendees", [])
+            if not any(_same_address(a.get("email"), user) for a in attendees):
+                attendees.append({"email": user})
+            now = _now_rfc3339()
+            copy = {k: v for k, v in body.items() if k not in _EVENT_READ_ONLY}
+            copy.update(
+                {
+                    "kind": "calendar#event",
+                    "id": event_id,
+                    "status": body.get("status", "confirmed"),
+                    "htmlLink": f"https://www.google.com/calendar/event?eid={_b64url(event_id.encode())}",
+                    "created": now,
+                    "creator": {"email": organizer},
+                    "organizer": {"email": organizer},
+                    "iCalUID": body.get("iCalUID") or f"{event_id}@google.com",
+                    "sequence": int(body.get("sequence", 0)),
+                    "reminders": body.get("reminders", {"useDefault": True}),
+                    "eventType": body.get("eventType", "default"),
+                }
+            )
+            _mark_attendees(copy, user)
+            record = _Record(copy, 0)
+            self._touch_event(mailbox, record, now)
+            mailbox.events[event_id] = record
+            self._notify_channels(mailbox, "exists")
+            return self._event_out(record)
+
     def jwks(self) -> dict[str, Any]:
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._push_key.public_key(), as_dict=True)
         return {"keys": [{**jwk, "kid": self.push_key_id, "alg": "RS256", "use": "sig"}]}
@@ -423,6 +487,9 @@ class GoogleSandbox(Sandbox):
                 "users": users,
                 "channels": len(self._channels),
                 "invitations_sent": len(self.invitations_sent),
+                "attendee_mails": [dict(m) for m in self.attendee_mails],
+                "attendee_mail_counts": self.attendee_mail_counts(),
+                "attendee_copy_writes": [dict(w) for w in self.attendee_copy_writes],
                 "pushes_delivered": len(self.pusher.delivered),
             }
 
@@ -756,7 +823,15 @@ class GoogleSandbox(Sandbox):
             self._check_if_match(request, record)
             changes = request.json() or {}
             _validate_calendar(changes)
-            changes = {k: v for k, v in changes.items() if k not in _EVENT_READ_ONLY}
+            if not _may_change_meeting(record.body, mailbox.user):
+                if replace:
+                    _check_times({"status": "confirmed", **changes})
+                return self._guest_write(mailbox, record, changes, replace=replace)
+            before = [] if record.deleted else _guest_addresses(record.body, mailbox.user)
+            if changes.get("attendeesOmitted") and isinstance(changes.get("attendees"), list):
+                # "When updating an event, this can be used to only update the participant's response"
+                changes["attendees"] = _answer_only(record.body.get("attendees") or [], changes["attendees"])
+            changes = {k: v for k, v in changes.items() if k not in _EVENT_READ_ONLY | {"attendeesOmitted"}}
             if replace:
                 kept = {k: v for k, v in record.body.items() if k in _EVENT_READ_ONLY}
                 merged = {**kept, "status": "confirmed", **changes}
@@ -767,8 +842,32 @@ class GoogleSandbox(Sandbox):
             record.body = merged
             record.deleted = merged.get("status") == "cancelled"
             self._touch_event(mailbox, record, _now_rfc3339())
-            self._after_event_write(request, mailbox, record, "updated")
+            self._after_event_write(request, mailbox, record, "updated", before)
             return Response(200, self._event_out(record))
+
+    def _guest_write(self, mailbox: _Mailbox, record: _Record, changes: dict[str, Any], *, replace: bool) -> Response:
+        """A guest's patch or update of their copy of a meeting someone else organises (``guestsCanModify``
+        false, Google's default). The copy takes the guest's own answer (``responseStatus``, ``comment``,
+        ``additionalGuests`` of their attendee entry) and the properties private to it (``reminders``,
+        ``colorId``, ``transparency``, ``extendedProperties.private``); every other change is dropped
+        without an error: Google answers 200 with the event unchanged (googleapis/google-api-nodejs-client
+        #2989), and no mail goes to anyone. What was dropped is recorded in ``attendee_copy_writes``."""
+        stored = record.body
+        copy, ignored = _guest_copy(stored, changes, replace=replace)
+        if "attendees" in stored:
+            copy["attendees"], refused = _guest_attendees(stored["attendees"], changes, mailbox.user)
+            if refused:
+                ignored.add("attendees")
+        if copy != stored:
+            changed = {k for k in copy.keys() | stored.keys() if copy.get(k) != stored.get(k)}
+            record.body = copy
+            # "changing reminders does not also change the updated property" (Event resource reference)
+            self._touch_event(mailbox, record, stored["updated"] if changed == {"reminders"} else _now_rfc3339())
+            self._notify_channels(mailbox, "exists")
+        self.attendee_copy_writes.append(
+            {"user": mailbox.user, "event_id": stored["id"], "action": "updated", "ignored": sorted(ignored)}
+        )
+        return Response(200, self._event_out(record))
 
     @route("DELETE", r"/calendar/v3/calendars/(?P<cal>[^/]+)/events/(?P<eid>[^/]+)")
     def events_delete(self, request: Request) -> Response:
@@ -777,23 +876,47 @@ class GoogleSandbox(Sandbox):
             if record.deleted:
                 raise HttpError(410, "deleted", "Resource has been deleted")
             self._check_if_match(request, record)
+            before = _guest_addresses(record.body, mailbox.user)
             record.deleted = True
             record.body["status"] = "cancelled"
             self._touch_event(mailbox, record, _now_rfc3339())
-            self._after_event_write(request, mailbox, record, "cancelled")
+            if not _organises(record.body, mailbox.user):
+                # A guest's delete takes the meeting off their own calendar only: the meeting goes on for
+                # everyone else, and nobody is told, whatever sendUpdates says.
+                self.attendee_copy_writes.append(
+                    {"user": mailbox.user, "event_id": record.body["id"], "action": "deleted", "ignored": []}
+                )
+                self._notify_channels(mailbox, "exists")
+            else:
+                self._after_event_write(request, mailbox, record, "cancelled", before)
             return Response(204, None)
 
-    def _after_event_write(self, request: Request, mailbox: _Mailbox, record: _Record, action: str) -> None:
+    def _after_event_write(
+        self, request: Request, mailbox: _Mailbox, record: _Record, action: str, before: list[str] | None = None
+    ) -> None:
+        """Record the mail Calendar sends for a write to a meeting, one entry per attendee in ``attendee_mails``:
+        guests who stay get an ``update``, guests added an ``invitation``, guests removed (or all, when the
+        meeting is cancelled) a ``cancellation``; the writer gets none. ``sendUpdates=none`` (the default)
+        mails nobody; ``externalOnly`` mails only "non-Google Calendar guests" (the sendUpdates reference):
+        here, guests outside the organiser's domain and not on gmail.com/googlemail.com."""
         send_updates = request.arg("sendUpdates") or ("all" if request.arg("sendNotifications") == "true" else "none")
-        guests = [
-            a["email"] for a in record.body.get("attendees") or () if a.get("email") and a["email"] != mailbox.user
-        ]
+        before = before or []
+        after = [] if record.deleted else _guest_addresses(record.body, mailbox.user)
+        mails = [(a, "update" if a in before else "invitation") for a in after]
+        mails += [(a, "cancellation") for a in before if a not in after]
         if send_updates == "externalOnly":
-            domain = mailbox.user.partition("@")[2]
-            guests = [g for g in guests if not g.endswith("@" + domain)]
-        if send_updates in ("all", "externalOnly") and guests:
+            organizer = str((record.body.get("organizer") or {}).get("email") or mailbox.user)
+            mails = [(a, kind) for a, kind in mails if not _has_google_calendar(a, organizer)]
+        elif send_updates != "all":
+            mails = []
+        if mails:
+            event_id = record.body["id"]
             self.invitations_sent.append(
-                {"user": mailbox.user, "event_id": record.body["id"], "action": action, "recipients": guests}
+                {"user": mailbox.user, "event_id": event_id, "action": action, "recipients": [a for a, _ in mails]}
+            )
+            self.attendee_mails.extend(
+                {"user": mailbox.user, "event_id": event_id, "action": action, "recipient": a, "kind": kind}
+                for a, kind in mails
             )
         self._notify_channels(mailbox, "exists")
 
@@ -1275,8 +1398,9 @@ class GoogleSandbox(Sandbox):
         if not content_type.startswith("multipart/mixed") or "boundary=" not in content_type:
             raise HttpError(400, "badContent", "Unsupported content with type: " + content_type)
         message = BytesParser().parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + request.body)
-        parts = message.get_payload() if message.is_multipart() else []
-        assert isinstance(parts, list)
+        payload = message.get_payload() if message.is_multipart() else []
+        assert isinstance(payload, list)
+        parts: list[Any] = payload  # the parts of a multipart message are messages
         limit = 100 if any(b"/gmail/" in _part_bytes(p)[:300] for p in parts) else 1000
         if len(parts) > limit:
             raise HttpError(400, "invalid", f"A batch request cannot contain more than {limit} requests")
@@ -1585,6 +1709,10 @@ class GoogleSandbox(Sandbox):
                     label_ids=spec.get("labelIds") or ("INBOX", "UNREAD"),
                 ),
             )
+        elif action == "invite":
+            return Response(
+                200, self.invite(spec.get("user", seed.GOOGLE_USER), spec["event"], organizer=spec["organizer"])
+            )
         elif action == "subscriptions":
             self.add_push_subscription(
                 spec["topic"],
@@ -1700,6 +1828,13 @@ _SHORT_LIVED = (
 _EVENT_READ_ONLY = frozenset(
     {"kind", "etag", "id", "htmlLink", "created", "updated", "creator", "organizer", "iCalUID"}
 )
+# What a guest may set on their own copy of someone else's meeting: "the invitee can ... to some extent also
+# modify their copy of the event — for example, change the color it has in their calendar, and add a
+# reminder" (Calendar API, Sharing and attendees); reminders are "for the authenticated user" and
+# transparency whether the event "blocks time on the calendar" (Event resource reference).
+# extendedProperties.private ("private to the copy of the event that appears on this calendar") is handled
+# apart, since its sibling "shared" is not the guest's.
+_GUEST_COPY_FIELDS = frozenset({"reminders", "colorId", "transparency"})
 
 
 def _call_signature(request: Request) -> str:
@@ -1777,11 +1912,108 @@ def _in_window(event: dict[str, Any], time_min: str | None, time_max: str | None
 
 
 def _mark_attendees(event: dict[str, Any], user: str) -> None:
+    organizer = (event.get("organizer") or {}).get("email")
     for attendee in event.get("attendees") or ():
         attendee.setdefault("responseStatus", "needsAction")
-        if attendee.get("email") == user:
+        if _same_address(attendee.get("email"), user):
             attendee["self"] = True
+        if organizer and _same_address(attendee.get("email"), organizer):
             attendee["organizer"] = True
+
+
+def _same_address(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
+
+
+def _organises(event: dict[str, Any], user: str) -> bool:
+    organizer = event.get("organizer") or {}
+    return bool(organizer.get("self")) or _same_address(organizer.get("email"), user)
+
+
+def _may_change_meeting(event: dict[str, Any], user: str) -> bool:
+    """The organiser may change the meeting; a guest only if the organiser let guests modify it."""
+    return _organises(event, user) or event.get("guestsCanModify") is True
+
+
+def _guest_addresses(event: dict[str, Any], writer: str) -> list[str]:
+    """Who would be mailed about a change ``writer`` makes: every attendee but the writer, lower-cased."""
+    addresses = [str(a["email"]).lower() for a in event.get("attendees") or () if a.get("email")]
+    return [a for a in dict.fromkeys(addresses) if a != writer.lower()]
+
+
+def _has_google_calendar(address: str, organizer: str) -> bool:
+    """Whether a guest uses Google Calendar, as far as the sandbox can tell: a user of the organiser's
+    Workspace domain, or a consumer Google account."""
+    domain = address.rpartition("@")[2].lower()
+    return domain in ("gmail.com", "googlemail.com") or domain == organizer.rpartition("@")[2].lower()
+
+
+def _guest_copy(stored: dict[str, Any], changes: dict[str, Any], *, replace: bool) -> tuple[dict[str, Any], set[str]]:
+    """A guest's copy with the per-copy properties the request sets, and the shared ones it tried to change."""
+    copy: dict[str, Any] = json.loads(json.dumps(stored))
+    ignored: set[str] = set()
+    if replace:  # a full update resets what belongs to the copy and the request leaves out
+        copy["reminders"] = {"useDefault": True}
+        for key in ("colorId", "transparency"):
+            copy.pop(key, None)
+        copy.get("extendedProperties", {}).pop("private", None)
+    for key, value in changes.items():
+        if key in _EVENT_READ_ONLY or key in ("attendees", "attendeesOmitted"):
+            continue
+        if key == "extendedProperties" and isinstance(value, dict):
+            ignored |= _guest_extended_properties(copy, stored, value)
+        elif key not in _GUEST_COPY_FIELDS:
+            if value != stored.get(key):
+                ignored.add(key)
+        elif value is None:
+            copy.pop(key, None)
+        else:
+            copy[key] = _merge(copy.get(key) or {}, value) if isinstance(value, dict) and not replace else value
+    if not copy.get("extendedProperties"):
+        copy.pop("extendedProperties", None)
+    return copy, ignored
+
+
+def _guest_extended_properties(copy: dict[str, Any], stored: dict[str, Any], sent: dict[str, Any]) -> set[str]:
+    """Take ``private`` (the copy's own); report a change to ``shared`` (every copy's), which is not taken."""
+    if "private" in sent:
+        copy["extendedProperties"] = _merge(copy.get("extendedProperties") or {}, {"private": sent["private"]})
+    shared = (stored.get("extendedProperties") or {}).get("shared")
+    return {"extendedProperties.shared"} if "shared" in sent and sent["shared"] != shared else set()
+
+
+def _guest_attendees(
+    stored: list[dict[str, Any]], changes: dict[str, Any], user: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """The guest list after a guest's request: only the guest's own answer is taken. Also says whether the
+    request tried to add, alter or (without ``attendeesOmitted``) remove anyone else."""
+    if "attendees" not in changes:
+        return json.loads(json.dumps(stored)), False
+    sent = [a for a in changes.get("attendees") or () if isinstance(a, dict)]
+    others = [a for a in sent if not _same_address(a.get("email"), user)]
+    refused = any(_attendee_changed(a, stored) for a in others)
+    if not changes.get("attendeesOmitted"):
+        listed = {str(a.get("email", "")).lower() for a in others}
+        refused |= any(str(a.get("email", "")).lower() not in listed | {user.lower()} for a in stored)
+    return _answer_only(stored, [a for a in sent if a not in others]), refused
+
+
+def _answer_only(stored: list[dict[str, Any]], sent: list[Any]) -> list[dict[str, Any]]:
+    """The attendee list with only the answers (status, comment, extra guests) ``sent`` gives for its entries."""
+    merged: list[dict[str, Any]] = json.loads(json.dumps(stored))
+    for attendee in (a for a in sent if isinstance(a, dict)):
+        match = next((a for a in merged if _same_address(a.get("email"), attendee.get("email"))), None)
+        if match is not None:
+            match.update({k: attendee[k] for k in ("responseStatus", "comment", "additionalGuests") if k in attendee})
+    return merged
+
+
+def _attendee_changed(sent: dict[str, Any], stored: Any) -> bool:
+    """Whether a guest's request adds someone else or alters someone else's entry (which Google ignores)."""
+    match = next((a for a in stored if _same_address(a.get("email"), sent.get("email"))), None)
+    if match is None:
+        return True
+    return any(match.get(k) != v for k, v in sent.items() if k not in ("self", "organizer", "id"))
 
 
 def _matches_query(message: dict[str, Any], query: str) -> bool:
