@@ -1,23 +1,25 @@
 """``Mailbox`` on Microsoft Graph: contacts (the sync contact folder) and the default calendar.
 
-Reads go through ``$batch`` (20 GETs a call); a 404 there is a deleted item. Writes are one call each,
-through the client's idempotent creates and ``If-Match`` updates: an update against an item changed
-since it was read answers 412, which the worker retries after reading it again, so a concurrent edit
-is merged, never overwritten.
+Reads go through ``$batch`` (20 GETs a call); a 404 there is a deleted item. Writes go through
+``$batch`` too: creates through the client's idempotent batch creates (a marker and ``transactionId``
+from the Salesforce id, so a lost answer is looked up, never resent blind), updates with ``If-Match``:
+an update against an item changed since it was read answers 412, which the worker retries after
+reading it again, so a concurrent edit is merged, never overwritten.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from concord.adapters.graph import BatchRequest
-from concord.adapters.http import NotFoundError
-from concord.adapters.write_results import write_result
+from concord.adapters.graph import BatchRequest, BatchResult
+from concord.adapters.http import ConnectorError, NotFoundError
+from concord.adapters.write_results import failed_write, made_write, write_result
 from concord.core import MailboxRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from concord.adapters.graph import GraphClient
     from concord.core import ObjectKind, Operation
@@ -114,8 +116,82 @@ class GraphMailboxAdapter:
         operations: Sequence[Operation],
         keys: Sequence[str | None] = (),
     ) -> list[WriteResult]:
+        """Creates with a key through the client's idempotent batch creates, updates and deletes through
+        ``$batch`` (20 a call, ``If-Match`` on each update), anything else one call at a time."""
         padded = list(keys) + [None] * (len(operations) - len(keys))
-        return [self._apply_one(connection, kind, op, key) for op, key in zip(operations, padded, strict=True)]
+        results: list[WriteResult | None] = [None] * len(operations)
+        pairs = list(zip(operations, padded, strict=True))
+        keyed = {key: i for i, (op, key) in enumerate(pairs) if op.action == "create" and key}
+        if keyed and kind in ("contact", "event"):
+            self._create_in_batch(connection, kind, {key: operations[i] for key, i in keyed.items()}, keyed, results)
+        self._write_in_batch(connection, kind, operations, results)
+        for i, (op, key) in enumerate(pairs):
+            if results[i] is None:
+                results[i] = self._apply_one(connection, kind, op, key)
+        return [result for result in results if result is not None]
+
+    def _create_in_batch(
+        self,
+        connection: Connection,
+        kind: ObjectKind,
+        creates: Mapping[str, Operation],
+        index: Mapping[str, int],
+        results: list[WriteResult | None],
+    ) -> None:
+        user = connection.mailbox_user
+        bodies = {key: op.body for key, op in creates.items()}
+        try:
+            if kind == "contact":
+                answers = self.client.create_contacts(user, self._folder(connection), bodies)
+            else:
+                answers = self.client.create_events(user, bodies)
+        except ConnectorError as exc:
+            for key, op in creates.items():
+                results[index[key]] = failed_write(op, exc)
+            return
+        for key, op in creates.items():
+            answer = answers.get(key)
+            if answer is None:
+                continue  # left for the one-by-one path
+            results[index[key]] = self._batch_outcome(op, answer)
+
+    def _write_in_batch(
+        self,
+        connection: Connection,
+        kind: ObjectKind,
+        operations: Sequence[Operation],
+        results: list[WriteResult | None],
+    ) -> None:
+        user = connection.mailbox_user
+        requests: list[BatchRequest] = []
+        for i, op in enumerate(operations):
+            if results[i] is not None or op.action not in ("update", "delete") or op.record_id is None:
+                continue
+            url = f"/users/{user}/{self._path(kind)}/{op.record_id}"
+            if op.action == "delete":
+                requests.append(BatchRequest(str(i), "DELETE", url))
+                continue
+            etag = self._etags.get(op.record_id)
+            headers = {**(_UTC if kind == "event" else {}), **({"If-Match": etag} if etag else {})}
+            requests.append(BatchRequest(str(i), "PATCH", url, body=dict(op.body), headers=headers))
+        if not requests:
+            return
+        try:
+            answers = self.client.batch(requests)
+        except ConnectorError as exc:
+            for request in requests:
+                results[int(request.id)] = failed_write(operations[int(request.id)], exc)
+            return
+        for request in requests:
+            op = operations[int(request.id)]
+            results[int(request.id)] = self._batch_outcome(op, answers[request.id])
+
+    @staticmethod
+    def _batch_outcome(op: Operation, answer: BatchResult) -> WriteResult:
+        if answer.error is not None:
+            return failed_write(op, answer.error)
+        body = answer.body if isinstance(answer.body, Mapping) else None
+        return made_write(op, body, id_key="id", version_keys=("changeKey", "@odata.etag"))
 
     def _apply_one(self, connection: Connection, kind: ObjectKind, op: Operation, key: str | None) -> WriteResult:
         return write_result(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from concord.core import Operation
 
-__all__ = ["write_result"]
+__all__ = ["failed_write", "made_write", "write_result"]
 
 
 def write_result(
@@ -26,17 +26,29 @@ def write_result(
     """Run ``write`` (the call that carries out ``op``) and describe what happened."""
     try:
         made = write()
-    except NotFoundError as exc:
-        if op.action == "delete":
-            return WriteResult(True, record_id=op.record_id)  # already gone: what a delete wants
-        return WriteResult(False, record_id=op.record_id, error=str(exc))
-    except ConflictError as exc:
-        return WriteResult(False, record_id=op.record_id, error=f"changed meanwhile: {exc}", transient=True)
-    except TransientError as exc:
-        return WriteResult(False, record_id=op.record_id, error=str(exc), transient=True, retry_after=exc.retry_after)
     except ConnectorError as exc:
-        return WriteResult(False, record_id=op.record_id, error=str(exc))
+        return failed_write(op, exc)
+    return made_write(op, made, id_key=id_key, version_keys=version_keys)
+
+
+def made_write(
+    op: Operation, made: Mapping[str, Any] | None, *, id_key: str, version_keys: tuple[str, ...]
+) -> WriteResult:
+    """A write that worked: the item's id and new version from what the service answered."""
     if made is None:
         return WriteResult(True, record_id=op.record_id)
     version = next((str(made[key]) for key in version_keys if made.get(key) is not None), None)
     return WriteResult(True, record_id=str(made.get(id_key) or op.record_id), version=version)
+
+
+def failed_write(op: Operation, exc: ConnectorError) -> WriteResult:
+    """A write that raised (or whose ``$batch`` answer carried) ``exc``."""
+    if isinstance(exc, NotFoundError):
+        if op.action == "delete":
+            return WriteResult(True, record_id=op.record_id)  # already gone: what a delete wants
+        return WriteResult(False, record_id=op.record_id, error=str(exc))
+    if isinstance(exc, ConflictError):
+        return WriteResult(False, record_id=op.record_id, error=f"changed meanwhile: {exc}", transient=True)
+    if isinstance(exc, TransientError):
+        return WriteResult(False, record_id=op.record_id, error=str(exc), transient=True, retry_after=exc.retry_after)
+    return WriteResult(False, record_id=op.record_id, error=str(exc))
