@@ -2,20 +2,22 @@
 
 Contacts are read in bulk with ``people:batchGet`` (200 a call); events one ``events.get`` each (the
 Calendar API has no batch read that keeps its error shapes; its HTTP batch endpoint is not used). Writes
-go one at a time, sequentially, as Google asks for a user's mutations; creates are idempotent (a
-client-chosen event id, a ``clientData`` marker on people) and updates carry the etag last read, so a
-concurrent edit answers a conflict that the worker retries after reading again. Event writes never mail
+are sequential, as Google asks for a user's mutations: contacts in People's batch calls, events one at a
+time. Creates are idempotent (a client-chosen event id and a ``clientData`` marker derived from the
+Salesforce id) and updates carry the etag last read, so a concurrent edit answers a conflict that the
+worker retries after reading again. Event writes never mail
 attendees (``sendUpdates=none``): the core only plans them when the user organises the meeting and
 invitation mode allows it.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from concord.adapters.google import event_id_for
-from concord.adapters.http import NotFoundError
-from concord.adapters.write_results import write_result
+from concord.adapters.http import ConnectorError, NotFoundError
+from concord.adapters.write_results import failed_write, made_write, write_result
 from concord.core import MailboxRecord
 
 if TYPE_CHECKING:
@@ -101,8 +103,64 @@ class GoogleMailboxAdapter:
         operations: Sequence[Operation],
         keys: Sequence[str | None] = (),
     ) -> list[WriteResult]:
+        """Contacts in People's batches (creates 200 a call with their markers, updates grouped by the fields
+        they change, since one ``updatePersonFields`` applies to a whole call); events one call each."""
         padded = list(keys) + [None] * (len(operations) - len(keys))
-        return [self._apply_one(connection, kind, op, key) for op, key in zip(operations, padded, strict=True)]
+        results: list[WriteResult | None] = [None] * len(operations)
+        if kind == "contact":
+            self._create_people(connection, operations, padded, results)
+            self._update_people(connection, operations, results)
+        for i, (op, key) in enumerate(zip(operations, padded, strict=True)):
+            if results[i] is None:
+                results[i] = self._apply_one(connection, kind, op, key)
+        return [result for result in results if result is not None]
+
+    def _create_people(
+        self,
+        connection: Connection,
+        operations: Sequence[Operation],
+        keys: Sequence[str | None],
+        results: list[WriteResult | None],
+    ) -> None:
+        pairs = enumerate(zip(operations, keys, strict=True))
+        creates = [(i, op, key) for i, (op, key) in pairs if op.action == "create" and key]
+        if len(creates) < 2:
+            return  # one create needs no batch
+        try:
+            made = self.client.batch_create_contacts(
+                connection.mailbox_user, [op.body for _, op, _ in creates], markers=[str(key) for _, _, key in creates]
+            )
+        except ConnectorError as exc:
+            for i, op, _ in creates:
+                results[i] = failed_write(op, exc)
+            return
+        for (i, op, _), person in zip(creates, made, strict=True):
+            results[i] = made_write(op, person, id_key="resourceName", version_keys=("etag",))
+
+    def _update_people(
+        self, connection: Connection, operations: Sequence[Operation], results: list[WriteResult | None]
+    ) -> None:
+        groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for i, op in enumerate(operations):
+            if op.action == "update" and op.record_id and self._etags.get(op.record_id) and results[i] is None:
+                groups[tuple(sorted(op.body))].append(i)
+        for fields, indexes in groups.items():
+            if len(indexes) < 2:
+                continue
+            people = {
+                str(operations[i].record_id): {**operations[i].body, "etag": self._etags[str(operations[i].record_id)]}
+                for i in indexes
+            }
+            try:
+                updated = self.client.batch_update_contacts(connection.mailbox_user, people, fields)
+            except ConnectorError as exc:
+                for i in indexes:
+                    results[i] = failed_write(operations[i], exc)
+                continue
+            for i in indexes:
+                person = updated.get(str(operations[i].record_id))
+                if person is not None:
+                    results[i] = made_write(operations[i], person, id_key="resourceName", version_keys=("etag",))
 
     def _apply_one(self, connection: Connection, kind: ObjectKind, op: Operation, key: str | None) -> WriteResult:
         id_key = "resourceName" if kind == "contact" else "id"
