@@ -29,8 +29,11 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from concord.adapters.stores import DynamoConnectionStore, DynamoDB
+from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
+from concord.adapters.queue import ChangeQueue
+from concord.adapters.stores import DynamoConnectionStore, DynamoDB, DynamoSyncLog
 from concord.core import ConnectionOptions
+from concord.notices import ChangeNotice
 from concord.ports import Connection
 from local.aws.provision import REGION
 from local.aws.stack import LocalStack, StartInterrupted
@@ -45,6 +48,8 @@ from local.sandboxes.server import ca_bundle_path
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+    from concord.notices import ObjectType
 
 __all__ = ["CONTAINER_HOST", "LocalSystem", "StartInterrupted"]
 
@@ -253,6 +258,56 @@ class LocalSystem:
         store = DynamoConnectionStore(self.stack.env["CONNECTIONS_TABLE"], dynamodb=dynamodb)
         for connection in self.connections():
             store.put(connection)
+
+    def sync_log(self) -> DynamoSyncLog:
+        """The worker's sync log (one entry per decision), read from this machine's DynamoDB Local."""
+        dynamodb = DynamoDB(self.stack.dynamodb.url, region=REGION)
+        return DynamoSyncLog(self.stack.env["SYNC_LOG_TABLE"], dynamodb=dynamodb)
+
+    def first_sync(self) -> list[ChangeNotice]:
+        """Ask the worker to sync every seeded mailbox contact and event once; the notices sent.
+
+        In AWS nothing is synced until something changes or the scheduled catch-up runs; ``make run``
+        wants the seeded records linked at once, so it puts on the changes queue the notices an ingress
+        function would have put there had each record just changed: one ``change`` per record, named by
+        its mailbox id, for its connection. Graph: the "Salesforce Sync" folder and the calendar of
+        ``seed.M365_USER`` (read from the sandbox's store: the folder is this system's own seed).
+        Google: the contacts and primary-calendar events of ``seed.GOOGLE_USER``, listed over its API
+        as the connection's service account (the sandbox has no public listing of its own).
+        """
+        by_provider = {c.provider: c for c in self.connections()}
+        graph, google = by_provider["graph"], by_provider["google"]
+        mailbox = self.graph.mailbox(graph.mailbox_user)
+        folder = mailbox.folders[str(graph.options.contact_folder_id)]
+        client = GoogleClient(
+            ServiceAccount.from_info(self.google.service_account_info()),
+            endpoints=GoogleEndpoints.for_base(self.google.url),
+            verify=ca_bundle_path(),
+        )
+        try:
+            people = [str(person["resourceName"]) for person in client.list_contacts(google.mailbox_user).items]
+            meetings = [str(event["id"]) for event in client.list_events(google.mailbox_user).items]
+        finally:
+            client.close()
+        records: list[tuple[Connection, ObjectType, list[str]]] = [
+            (graph, "contact", list(folder.items)),
+            (graph, "event", list(mailbox.calendar.items)),
+            (google, "contact", people),
+            (google, "event", meetings),
+        ]
+        notices = [
+            ChangeNotice(
+                source=connection.provider,
+                connection_id=connection.connection_id,
+                object_type=kind,
+                record_id=record_id,
+                provider_event_id=f"first-sync:{record_id}",
+            )
+            for connection, kind, record_ids in records
+            for record_id in record_ids
+        ]
+        ChangeQueue(self.stack.env["CHANGES_QUEUE_URL"], self.stack.client("sqs")).send(notices)
+        return notices
 
     def endpoints(self) -> dict[str, str]:
         return {
