@@ -4,8 +4,8 @@
 would give it) and plays the SQS event source itself: it writes one JSON line per invocation on this
 process's stdin, ``{"event": <SQS event>}`` (or ``{"stats": true}`` to read the counters only), and reads
 one JSON line back per line written. The answer carries the handler's result and this process's
-cumulative counters: DynamoDB requests per operation and table (counted at the shared connection the
-stores use, ``default_dynamodb()``), the API calls the worker's own clients counted, and
+cumulative counters: DynamoDB requests per operation and table (counted at the one connection the
+worker's stores share, which ``bootstrap`` makes), the API calls the worker's own clients counted, and
 its peak RSS (``VmHWM``, see :func:`_maxrss_kb`: the whole interpreter, as Lambda's memory figure is).
 
 The handler logs and prints EMF metrics to stdout, as in Lambda; those go to the file named by
@@ -79,9 +79,7 @@ def main() -> None:
     cold_start_s = time.perf_counter() - cold_start
     loaded_kb = _maxrss_kb()
 
-    from concord.adapters.stores import default_dynamodb
-
-    dynamodb = default_dynamodb()
+    dynamodb = app.service.links.dynamodb  # the one connection bootstrap gave the worker's three stores
     operations: Counter[str] = Counter()
     count_and_send = dynamodb.connection.dispatch
 

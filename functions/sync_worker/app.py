@@ -74,6 +74,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = {str(r["messageId"]): r for r in event.get("Records", [])}
     outcome = service.handle(_messages(event), time_left=deadline.left)
     retries.delay(outcome.retry, records)
+    for entry in outcome.entries:  # one line per decision, under its notice's id (no field values)
+        logger.info(
+            f"{entry.status}: {entry.reason}",
+            extra={"notice_id": entry.notice_id, "record": entry.record_key, "action": entry.action},
+        )
     _emit_metrics(outcome)
     logger.info(
         "batch synced",

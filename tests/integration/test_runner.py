@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from concord.notices import ChangeNotice, decode_message, encode_message
-from local.runner import LocalRunner, pattern_matches
+from local.runner import LOCAL_PARAMETERS, LocalRunner, pattern_matches
 from tests.support.events import load_event
+from tests.support.secrets import store_credentials
 from tests.unit.ingress.helpers import ORG_ID
 
 if TYPE_CHECKING:
@@ -27,27 +28,40 @@ def test_an_api_route_reaches_its_function_as_a_proxy_event_and_answers_over_htt
         assert httpx.post(f"{runner.url}/no/such/route").status_code == 404
 
 
-def test_the_sqs_event_source_deletes_what_succeeded_and_lets_failures_reach_the_dlq(aws: LocalStack) -> None:
+def test_the_sqs_event_source_deletes_what_succeeded_and_a_permanent_failure_reaches_the_dlq_at_once(
+    aws: LocalStack,
+) -> None:
+    store_credentials(
+        aws,
+        {
+            "salesforce": LOCAL_PARAMETERS["SalesforceJwtSecretArn"],
+            "graph": LOCAL_PARAMETERS["GraphAppSecretArn"],
+            "google": LOCAL_PARAMETERS["GoogleServiceAccountSecretArn"],
+        },
+    )
     sqs = aws.client("sqs")
     notice = ChangeNotice(
         source="graph", connection_id="conn_1", object_type="contact", record_id="AAMk=", provider_event_id="e1"
     )
-    good = encode_message([notice])
+    good = encode_message([notice])  # a connection that no longer exists: logged as skipped, acknowledged
     sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody=good)
     sqs.send_message(QueueUrl=aws.env["CHANGES_QUEUE_URL"], MessageBody="not json at all")
-    # A one-second visibility timeout makes a reported failure come back quickly (5 receives → DLQ).
-    sqs.set_queue_attributes(QueueUrl=aws.env["CHANGES_QUEUE_URL"], Attributes={"VisibilityTimeout": "1"})
 
     with LocalRunner(aws, poll_wait_s=0.2, batching_window_s=0) as runner:
         worker = runner.functions["SyncWorkerFunction"]
         deadline = time.monotonic() + 30
-        dead: list[dict[str, str]] = []
+        dead: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not dead:
-            dead = sqs.receive_message(QueueUrl=aws.env["CHANGES_DLQ_URL"]).get("Messages", [])
+            dead = sqs.receive_message(QueueUrl=aws.env["CHANGES_DLQ_URL"], MessageAttributeNames=["All"]).get(
+                "Messages", []
+            )
             time.sleep(0.2)
+        assert runner.errors == []
 
+    # Retrying cannot mend a malformed body: the worker sent it to the DLQ at once, with the reason.
     assert [m["Body"] for m in dead] == ["not json at all"]
-    assert worker.invocations >= 5  # the malformed body was delivered five times before the DLQ took it
+    assert "malformed message" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
+    assert worker.invocations >= 1
     left = sqs.get_queue_attributes(QueueUrl=aws.env["CHANGES_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
     assert left["ApproximateNumberOfMessages"] == "0"
     assert left["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -40,13 +40,21 @@ class Deadline:
         return max(0.0, self.ends_at - time.monotonic() - DEADLINE_MARGIN_S)
 
 
-def _secret(arn: str) -> dict[str, Any]:
-    from aws_lambda_powertools.utilities.parameters import get_secret
+class _Secrets:
+    """Secrets Manager through Powertools Parameters (cached ``SECRET_MAX_AGE_S``), on a client made for
+    this composition: Powertools' module-wide default provider keeps the first endpoint it ever saw."""
 
-    value = get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_S)
-    if not isinstance(value, dict):
-        raise ValueError(f"secret {arn.rsplit(':', 1)[-1]} does not hold a JSON object")
-    return value
+    def __init__(self) -> None:
+        import boto3
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        self._provider = SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+
+    def json(self, arn: str) -> dict[str, Any]:
+        value = self._provider.get(arn, transform="json", max_age=SECRET_MAX_AGE_S)
+        if not isinstance(value, dict):
+            raise ValueError(f"secret {arn.rsplit(':', 1)[-1]} does not hold a JSON object")
+        return value
 
 
 def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
@@ -58,14 +66,18 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
     from concord.adapters.graph import GraphClient, GraphCredentials
     from concord.adapters.graph_mailbox import GraphMailboxAdapter
     from concord.adapters.salesforce import SalesforceClient, SalesforceCredentials
-    from concord.adapters.stores import DynamoConnectionStore, DynamoLinkStore, DynamoSyncLog
+    from concord.adapters.stores import DynamoConnectionStore, DynamoDB, DynamoLinkStore, DynamoSyncLog
     from concord.core import default_mapping
     from concord.service.sync import SyncService
 
     verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
     mapping = default_mapping()
+    secrets = _Secrets()
+    # One connection for the three stores, made here rather than taken from a process-wide default, so a
+    # composition always talks to the endpoint its environment names now.
+    dynamodb = DynamoDB()
 
-    sf = _secret(settings.salesforce_jwt_secret_arn)
+    sf = secrets.json(settings.salesforce_jwt_secret_arn)
     salesforce = SalesforceClient(
         SalesforceCredentials(
             consumer_key=str(sf["consumer_key"]),
@@ -77,7 +89,7 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
         verify=verify,
         time_left=deadline.left,
     )
-    graph_secret = _secret(settings.graph_app_secret_arn)
+    graph_secret = secrets.json(settings.graph_app_secret_arn)
     graph = GraphClient(
         GraphCredentials(
             tenant_id=str(graph_secret["tenant_id"]),
@@ -89,7 +101,7 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
         verify=verify,
         time_left=deadline.left,
     )
-    account = ServiceAccount.from_info(_secret(settings.google_service_account_secret_arn))
+    account = ServiceAccount.from_info(secrets.json(settings.google_service_account_secret_arn))
     account = ServiceAccount(
         account.client_email, account.private_key, account.private_key_id, settings.google_token_url
     )
@@ -102,9 +114,9 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
     return SyncService(
         crm=SalesforceCrm(salesforce, mapping),
         mailboxes={"graph": GraphMailboxAdapter(graph), "google": GoogleMailboxAdapter(google)},
-        links=DynamoLinkStore(settings.links_table),
-        connections=DynamoConnectionStore(settings.connections_table),
-        log=DynamoSyncLog(settings.sync_log_table),
+        links=DynamoLinkStore(settings.links_table, dynamodb=dynamodb),
+        connections=DynamoConnectionStore(settings.connections_table, dynamodb=dynamodb),
+        log=DynamoSyncLog(settings.sync_log_table, dynamodb=dynamodb),
         dead_letters=SqsDeadLetters(settings.changes_dlq_url),
         mapping=mapping,
     )
