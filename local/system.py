@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
 from concord.adapters.queue import ChangeQueue
 from concord.adapters.stores import DynamoConnectionStore, DynamoDB, DynamoSyncLog
 from concord.core import ConnectionOptions
@@ -271,24 +270,19 @@ class LocalSystem:
         wants the seeded records linked at once, so it puts on the changes queue the notices an ingress
         function would have put there had each record just changed: one ``change`` per record, named by
         its mailbox id, for its connection. Graph: the "Salesforce Sync" folder and the calendar of
-        ``seed.M365_USER`` (read from the sandbox's store: the folder is this system's own seed).
-        Google: the contacts and primary-calendar events of ``seed.GOOGLE_USER``, listed over its API
-        as the connection's service account (the sandbox has no public listing of its own).
+        ``seed.M365_USER``; Google: the contacts and primary-calendar events of ``seed.GOOGLE_USER``.
+        Both are read from the sandboxes' stores, this system's own seed (the Google sandbox offers no
+        public listing), not through the concord clients: those import ``concord.observability``, and
+        the Powertools Logger made at that import takes its service name from the environment of the
+        moment, which must be a function's (the runner's), not this process's.
         """
         by_provider = {c.provider: c for c in self.connections()}
         graph, google = by_provider["graph"], by_provider["google"]
         mailbox = self.graph.mailbox(graph.mailbox_user)
         folder = mailbox.folders[str(graph.options.contact_folder_id)]
-        client = GoogleClient(
-            ServiceAccount.from_info(self.google.service_account_info()),
-            endpoints=GoogleEndpoints.for_base(self.google.url),
-            verify=ca_bundle_path(),
-        )
-        try:
-            people = [str(person["resourceName"]) for person in client.list_contacts(google.mailbox_user).items]
-            meetings = [str(event["id"]) for event in client.list_events(google.mailbox_user).items]
-        finally:
-            client.close()
+        google_mailbox = self.google._mailbox(google.mailbox_user)
+        people = [name for name, person in google_mailbox.people.items() if not person.deleted]
+        meetings = [str(event.body["id"]) for event in google_mailbox.events.values() if not event.deleted]
         records: list[tuple[Connection, ObjectType, list[str]]] = [
             (graph, "contact", list(folder.items)),
             (graph, "event", list(mailbox.calendar.items)),
