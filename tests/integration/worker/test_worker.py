@@ -109,6 +109,16 @@ def _put_outlook_contact(system: LocalSystem, fields: dict[str, Any]) -> dict[st
     return system.graph.put_contact(seed.M365_USER, fields, folder_id=folder)
 
 
+def _seeded_outlook_contact(system: LocalSystem, email: str) -> dict[str, Any]:
+    mailbox = system.graph.mailbox(seed.M365_USER)
+    return next(
+        contact
+        for folder in mailbox.folders.values()
+        for contact in folder.items.values()
+        if contact.get("emailAddresses", [{}])[0].get("address") == email
+    )
+
+
 def _google_client(system: LocalSystem) -> GoogleClient:
     """A user's own client, as a person editing their Google contacts would use."""
     return GoogleClient(
@@ -143,13 +153,7 @@ def test_a_contact_added_in_outlook_becomes_one_salesforce_contact_owned_by_the_
 def test_a_seeded_outlook_contact_links_to_its_salesforce_twin_and_a_salesforce_edit_reaches_outlook(
     system: LocalSystem, worker: Worker
 ) -> None:
-    mailbox = system.graph.mailbox(seed.M365_USER)
-    grace = next(
-        c
-        for folder in mailbox.folders.values()
-        for c in folder.items.values()
-        if c.get("emailAddresses", [{}])[0].get("address") == "grace@navy.example"
-    )
+    grace = _seeded_outlook_contact(system, "grace@navy.example")
 
     worker.sync(worker.notice("graph", grace["id"]))
 
@@ -325,13 +329,7 @@ def test_a_linked_lead_converted_in_salesforce_is_followed_to_its_contact(system
 def test_a_company_changed_in_outlook_relates_the_contact_to_the_account_of_that_name(
     system: LocalSystem, worker: Worker
 ) -> None:
-    mailbox = system.graph.mailbox(seed.M365_USER)
-    katherine = next(
-        c
-        for folder in mailbox.folders.values()
-        for c in folder.items.values()
-        if c.get("emailAddresses", [{}])[0].get("address") == "katherine@nasa.example"
-    )
+    katherine = _seeded_outlook_contact(system, "katherine@nasa.example")
     worker.sync(worker.notice("graph", katherine["id"]))
     [account] = [a for a in system.salesforce.live_records("Account") if a["Name"] == "Bletchley Park"]
 

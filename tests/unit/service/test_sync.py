@@ -418,3 +418,27 @@ def test_a_new_pair_notified_from_both_sides_in_one_batch_is_planned_and_written
     assert [op.body for op in world.crm.writes] == [{"Title": "CTO"}]
     assert outcome.retry == {} and len(outcome.entries) == 1
     assert world.link_of("mailbox", item).link.salesforce_id == contact
+
+
+def test_one_person_new_in_two_mailboxes_becomes_one_salesforce_contact() -> None:
+    world = World()
+    colleague = "bob@example.com"
+    world.connections.put(
+        Connection("conn_bob", "graph", colleague, OWNER, ConnectionOptions(provider="graph", user_email=colleague))
+    )
+    mine = world.mailbox.add(USER, "contact", **graph_contact("Frances", "Allen", "fran@ibm.example"))
+    theirs = world.mailbox.add(colleague, "contact", **graph_contact("Frances", "Allen", "fran@ibm.example"))
+    bob_notice = world.notice("graph", theirs).model_copy(update={"connection_id": "conn_bob"})
+    bob_message = world.message(bob_notice)
+
+    first = world.run(world.message(world.notice("graph", mine)), bob_message)
+    assert list(first.retry) == [bob_message.message_id]  # waits for the first create, then matches it
+    world.run(bob_message)
+
+    creates = [op for op in world.crm.writes if op.action == "create"]
+    assert len(creates) == 1
+    contact = world.link_of("mailbox", mine).link.salesforce_id
+    assert [
+        s.link.salesforce_id for s in world.links.get_many([LinkKey("conn_bob", "contact", "mailbox", theirs)]).values()
+    ] == [contact]
+    assert not [op for op in world.mailbox.writes if op.action == "create"]

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from concord.adapters.http import ConnectorError, TransientError
-from concord.core import MappingSet, default_mapping, plan
+from concord.core import LinkState, MappingSet, default_mapping, plan
 from concord.core.matching import MATCH_KEYS
 from concord.core.transforms import Context
 from concord.notices import MalformedMessage, decode_message
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
     from concord.core import (
         ConnectionOptions,
-        LinkState,
         MailboxRecord,
         ObjectKind,
         Operation,
@@ -136,6 +135,7 @@ class _Item:
     candidates: list[Any] = field(default_factory=list)
     plan: Plan | None = None
     claim: StoredLink | None = None
+    org_claim: StoredLink | None = None
     failure: str | None = None
     transient: bool = False
     retry_after: float | None = None
@@ -350,6 +350,7 @@ class SyncService:
         self._claim(items, now)
         self._execute(items)
         conflicted = self._store(items, now)
+        self._release_org_claims(items)
         if conflicted and replan:
             for item in conflicted:
                 item.stored = item.claim = item.plan = None
@@ -620,10 +621,13 @@ class SyncService:
                 self.connections.record_deletes(connection_id, kind, planned, now, DELETE_WINDOW_S)
 
     def _claim(self, items: list[_Item], now: datetime) -> None:
-        """Step 8: store the link of every planned create before creating anything."""
+        """Step 8: store the link of every planned create before creating anything, and for a Salesforce
+        create also an org-wide claim on what the record is (its email, iCalendar UID or Message-ID): two
+        mailboxes holding one person, meeting or email make one Salesforce record, even in two workers."""
+        self._claim_in_org(items, now)
         claims: list[_Item] = []
         for item in items:
-            if item.plan is None or item.plan.new_link is None:
+            if item.plan is None or item.plan.new_link is None or item.failure is not None:
                 continue
             if any(op.action == "create" for op in item.plan.writes):
                 lock = item.stored.lock_version if item.stored is not None else 0
@@ -643,6 +647,61 @@ class SyncService:
                 item.plan = None
             else:
                 item.stored = replace(item.claim, lock_version=item.claim.lock_version + 1)
+
+    def _claim_in_org(self, items: list[_Item], now: datetime) -> None:
+        wanted = self._org_identities(items)
+        if not wanted:
+            return
+        held = self.links.get_many(wanted)
+        for key, item in wanted.items():
+            current = held.get(key)
+            if current is not None and not _claim_expired(current, now):
+                item.fail(_CREATED_ELSEWHERE, transient=True)
+                item.plan = None
+                continue
+            link = LinkState(item.kind, _default_sobject(item), None, key.record_id)
+            lock = current.lock_version if current is not None else 0
+            item.org_claim = StoredLink(key.connection_id, link, lock, claimed_at=_epoch(now))
+        claiming = {key: item for key, item in wanted.items() if item.org_claim is not None}
+        try:
+            self.links.put_many([item.org_claim for item in claiming.values() if item.org_claim is not None])
+            lost: set[LinkKey] = set()
+        except LinkConflict as exc:
+            lost = set(exc.keys)
+        for key, item in claiming.items():
+            assert item.org_claim is not None
+            if key in lost:
+                item.fail(_CREATED_ELSEWHERE, transient=True)
+                item.plan, item.org_claim = None, None
+            else:
+                item.org_claim = replace(item.org_claim, lock_version=item.org_claim.lock_version + 1)
+
+    def _org_identities(self, items: list[_Item]) -> dict[LinkKey, _Item]:
+        """The org-wide identity of every mailbox record a plan creates in Salesforce; a second one with the
+        same identity in this batch waits for a retry, which matches the first one's record."""
+        wanted: dict[LinkKey, _Item] = {}
+        for item in items:
+            creates = item.plan is not None and any(
+                op.action == "create" and op.side == "salesforce" for op in item.plan.writes
+            )
+            if not creates or item.mailbox is None or item.failure is not None:
+                continue
+            key = _org_key(item, self.mapping)
+            if key is None:
+                continue
+            if key in wanted:
+                item.fail(_CREATED_ELSEWHERE, transient=True)
+                item.plan = None
+                continue
+            wanted[key] = item
+        return wanted
+
+    def _release_org_claims(self, items: list[_Item]) -> None:
+        """Once the create ran (or failed), matching finds the record: the org-wide claim has done its job."""
+        for item in items:
+            if item.org_claim is not None:
+                self.links.delete(item.org_claim)
+                item.org_claim = None
 
     def _execute(self, items: list[_Item]) -> None:
         """Step 9: Salesforce writes, then relations, then mailbox writes, each coalesced in bulk."""
@@ -920,6 +979,22 @@ def _default_sobject(item: _Item) -> str:
     if item.kind == "contact":
         return item.connection.options.new_contact_object
     return "Event" if item.kind == "event" else "Task"
+
+
+_CREATED_ELSEWHERE = "the same record is being created from another mailbox; a retry matches it"
+#: The org-wide claims live in the links table under this pseudo-connection, one per record identity.
+ORG_CLAIMS = "org-claims"
+_IDENTITY = {"contact": "email", "event": "ical_uid", "email": "message_id"}
+
+
+def _org_key(item: _Item, mapping: MappingSet) -> LinkKey | None:
+    """What a Salesforce record made from this mailbox item is, across mailboxes: a contact's email, an
+    event's iCalendar UID, an email's Message-ID (``None``: nothing identifies it beyond this mailbox)."""
+    assert item.mailbox is not None
+    value = match_values(item.kind, item.mailbox, mapping, item.connection.options).get(_IDENTITY[item.kind])
+    if not isinstance(value, str) or not value:
+        return None
+    return LinkKey(ORG_CLAIMS, item.kind, "mailbox", value.lower())
 
 
 def _owned(item: _Item, op: Operation) -> Operation:
