@@ -232,7 +232,9 @@ class WriteResult:
     ``error`` is a reason fit for the sync log (an error code and a message, never field values or
     secrets); ``transient`` says retrying later may work (throttling, 5xx, lock contention), with
     ``retry_after`` seconds when the service said. ``held`` lists, for a ``relate`` of people, the
-    addresses Salesforce now holds (the rest resolve to no Contact, Lead or User)."""
+    addresses Salesforce now holds (the rest resolve to no Contact, Lead or User). ``declined`` (with
+    ``ok``) says the write was rightly not made and the record keeps what it held, ``note`` says why
+    (a company no single Account is named after: the Contact keeps its Account)."""
 
     ok: bool
     record_id: str | None = None
@@ -241,6 +243,8 @@ class WriteResult:
     transient: bool = False
     retry_after: float | None = None
     held: tuple[str, ...] | None = None
+    declined: bool = False
+    note: str | None = None
 
 
 class Crm(Protocol):

@@ -338,3 +338,28 @@ def test_a_company_changed_in_outlook_relates_the_contact_to_the_account_of_that
 
     [contact] = _salesforce_contacts(system, "katherine@nasa.example")
     assert contact["AccountId"] == account["Id"]
+
+
+def test_a_company_no_account_is_named_after_is_noted_not_failed_and_not_retried(
+    system: LocalSystem, worker: Worker
+) -> None:
+    made = _put_outlook_contact(
+        system,
+        {
+            "givenName": "Ida",
+            "surname": "Rhodes",
+            "companyName": "Nowhere Inc",
+            "emailAddresses": [{"address": "ida@nowhere.example"}],
+        },
+    )
+    worker.sync(worker.notice("graph", made["id"]))
+    [contact] = _salesforce_contacts(system, "ida@nowhere.example")
+    [entry] = worker.log.by_record(f"graph#contact#{made['id']}")
+    assert entry.status == "synced" and entry.salesforce_id == contact["Id"]
+    assert any("no Account of that name" in reason for reason in entry.reasons)
+
+    worker.sync(worker.notice("graph", made["id"]), worker.notice("salesforce", contact["Id"]))
+
+    assert worker.failures == []
+    statuses = [e.status for e in worker.log.by_record(f"graph#contact#{made['id']}")]
+    assert statuses == ["skipped", "synced"]  # newest first: the second sync had nothing to do

@@ -239,7 +239,8 @@ class SalesforceCrm:
                 updates.append((op, index, found[0]))
             else:
                 why = "no Account" if not found else f"{len(found)} Accounts"
-                results[index] = WriteResult(False, error=f"company: {why} of that name; the Contact keeps its Account")
+                note = f"company: {why} of that name; the Contact keeps its Account"
+                results[index] = WriteResult(True, record_id=op.record_id, declined=True, note=note)
         by_sobject: dict[str, list[tuple[Operation, int, str]]] = defaultdict(list)
         for update in updates:
             by_sobject[update[0].object_type].append(update)

@@ -796,6 +796,10 @@ class SyncService:
         for op, result in results:
             if op.action == "relate" and result.ok and result.held is not None and op.fields:
                 link = link.settle_relation(op.fields[0], result.held)  # what Salesforce could relate
+            if result.declined and item.plan is not None:
+                # The record keeps what it held: remember that, so the next sync sees no change to redo.
+                kept = {d.field: d.salesforce for d in item.plan.decisions if d.field in op.fields}
+                link = link.with_values("salesforce", kept)
         if item.failure is None:
             return link
         # A create worked and a later write did not: keep the new id (a retry must not create again) and
@@ -897,8 +901,9 @@ class SyncService:
         elif current.is_noop and not any(op.action in ("link", "unlink") for op in current.operations):
             status, reason = "skipped", (current.notes or ("no change",))[0] if current.notes else _skip_reason(current)
         else:
-            status, reason = "synced", current.explain().splitlines()[0] if current.operations else "synced"
+            status, reason = "synced", _summary(current)
         link = current.new_link if current is not None else None
+        reasons += tuple(result.note for _, result in item.results if result.note)
         return LogEntry(
             connection_id=item.connection.connection_id,
             status=status,
@@ -908,8 +913,8 @@ class SyncService:
             source=item.source,
             reason=reason,
             at=now,
-            salesforce_id=(link.salesforce_id if link else None) or item.salesforce_id,
-            mailbox_id=(link.mailbox_id if link else None) or item.mailbox_id,
+            salesforce_id=_created_id(item, "salesforce") or (link.salesforce_id if link else None),
+            mailbox_id=_created_id(item, "mailbox") or (link.mailbox_id if link else None),
             notice_id=item.notice.id,
             reasons=reasons,
             details={"messages": sorted(item.messages)},
@@ -968,6 +973,16 @@ def _sender(message: Mapping[str, Any]) -> str:
 
 def _record_key(notice: ChangeNotice) -> str:
     return f"{notice.source}#{notice.object_type}#{notice.record_id or '*'}"
+
+
+def _summary(current: Plan) -> str:
+    """What a plan did, in one line: each write (or the link) with its reason."""
+    parts = [
+        f"{op.side} {op.action} {op.object_type}: {op.reason}" if op.side != "link" else op.reason
+        for op in current.operations
+        if op.action != "skip" and op.reason
+    ]
+    return "; ".join(parts) or "synced"
 
 
 def _skip_reason(current: Plan) -> str:
