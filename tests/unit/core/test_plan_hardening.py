@@ -399,3 +399,27 @@ def test_an_unknown_time_zone_is_a_skip_with_a_reason() -> None:
 def test_a_malformed_date_time_is_a_skip_with_a_reason() -> None:
     result = plan("event", _event_link(), _esf(StartDateTime="2026-13-45T99:00:00.000+0000"), _emb(), OPTS, now=NOW)
     assert result.is_noop and result.notes[0].startswith("cannot sync")
+
+
+@pytest.mark.parametrize(
+    ("now", "kept"),
+    [
+        (datetime(2026, 1, 5, 10, 0, 0, 900_000, tzinfo=UTC), False),  # read in the version's own second
+        (datetime(2026, 1, 5, 10, 0, 1, tzinfo=UTC), True),  # read a second later: later edits move it
+    ],
+)
+def test_a_salesforce_version_from_the_second_of_the_read_is_not_trusted_by_the_next_sync(
+    now: datetime, kept: bool
+) -> None:
+    # SystemModstamp holds whole seconds: an edit later in the same second leaves it as it was.
+    salesforce, mailbox = contact_pair()
+    assert salesforce.current_version == "2026-01-05T10:00:00.000+0000"
+
+    first = plan("contact", None, salesforce, mailbox, ConnectionOptions(), candidates=(), now=now)
+
+    assert first.new_link is not None
+    assert (first.new_link.salesforce_version == salesforce.current_version) is kept
+    if not kept:
+        edited = replace(salesforce, data={**salesforce.data, "Department": "Research"})
+        again = plan("contact", first.new_link, edited, mailbox, ConnectionOptions(), now=now)
+        assert any(op.side == "mailbox" and op.action == "update" for op in again.operations)

@@ -216,7 +216,7 @@ def plan(
     """
     mapping = mapping or default_mapping()
     try:
-        return _plan(kind, link, salesforce, mailbox, options, candidates, mapping, now)
+        return _settled(_plan(kind, link, salesforce, mailbox, options, candidates, mapping, now), now)
     except ValueError as error:
         # Data no transform can read (transforms.UnsyncableValue, an unknown time zone, a malformed
         # date): this pair is skipped and logged; the rest of the batch goes on.
@@ -265,6 +265,26 @@ def _plan(  # noqa: PLR0913 (plan()'s arguments, passed on)
         unchanged = Operation("skip", "link", kind, None, {}, (), "unchanged since last sync (versions)")
         return Plan(kind, (unchanged,), (), link, link.salesforce_values, ())
     return _plan_pair(kind, link, salesforce, mailbox, options, mapping, now, created=None)
+
+
+def _settled(result: Plan, now: datetime | None) -> Plan:
+    """The plan, with a Salesforce version the next sync cannot trust left out of its link.
+
+    ``SystemModstamp`` holds whole seconds: an edit made later in the same second as the read leaves it
+    unchanged, so an equal version proves nothing then. A version is kept only when it is from a second
+    before ``now`` (the batch started before the read, so any later edit lands in a later second);
+    otherwise the link stores none and the next sync compares content."""
+    link = result.new_link
+    if link is None or link.salesforce_version is None or link.status != "linked":
+        return result
+    try:
+        stamp = parse_datetime(link.salesforce_version)
+    except ValueError:
+        return result
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    if stamp is not None and stamp.replace(microsecond=0) < moment.replace(microsecond=0):
+        return result
+    return replace(result, new_link=replace(link, salesforce_version=None))
 
 
 # ---------------------------------------------------------------- helpers
