@@ -20,9 +20,10 @@ Switches, from Python and as ``POST /_sandbox/google/<name>`` with a JSON body: 
 ``expire_sync_tokens``
 (Calendar then answers 410 ``fullSyncRequired``, People 400 ``EXPIRED_SYNC_TOKEN``), ``expire_history``
 (``{"user"}`` optional; Gmail ``history.list`` answers 404), ``expire_channels``, ``delete_calendar``
-(``{"user"}``: channels get ``not_exists``), ``invite`` (see Meetings), ``deliver`` (``{"user", "from", "to", "cc", "subject", "body",
-"labelIds"}``: a new email, see :meth:`GoogleSandbox.deliver_email`) and ``subscriptions`` (``{"topic",
-"endpoint", "audience", "serviceAccount", "name"}``: a Pub/Sub push subscription). The fault switches of
+(``{"user"}``: channels get ``not_exists``), ``invite`` (see Meetings), ``deliver`` (``{"user", "from", "to",
+"cc", "subject", "body", "labelIds"}``: a new email, see :meth:`GoogleSandbox.deliver_email`) and
+``subscriptions`` (``{"topic", "endpoint", "audience", "serviceAccount", "name"}``: a Pub/Sub push
+subscription). The fault switches of
 the base class count API calls only: the token endpoint and the key set are never throttled or failed.
 
 Pushes: a Calendar channel gets an empty POST with the ``X-Goog-*`` headers (``sync`` first, then
@@ -88,6 +89,10 @@ from local.sandboxes.server import (
     route,
     verify_assertion,
 )
+
+#: The sandbox's own generator: tests that seed the global one (Hypothesis does, per example) must not
+#: make it hand out the same resource names and ids again.
+_random = random.Random()
 
 REAL_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -239,7 +244,7 @@ class _Mailbox:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # group id → ContactGroup
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-    history_id: int = field(default_factory=lambda: random.randint(100_000, 900_000))  # not crypto
+    history_id: int = field(default_factory=lambda: _random.randint(100_000, 900_000))  # not crypto
     history_floor: int = 0  # start ids below this are "too old" (404)
     watch: dict[str, Any] | None = None
     last_push: float = 0.0
@@ -980,7 +985,7 @@ class GoogleSandbox(Sandbox):
             if channel.expiration_ms is not None and channel.expiration_ms < now_ms:
                 del self._channels[channel.id]  # expired channels are gone, not renewed
                 continue
-            channel.message_number += random.randint(1, 7)  # increasing, not consecutive; not crypto
+            channel.message_number += _random.randint(1, 7)  # increasing, not consecutive; not crypto
             self._push_channel(channel, state)
 
     def _push_channel(self, channel: _Channel, state: str) -> None:
@@ -1118,7 +1123,7 @@ class GoogleSandbox(Sandbox):
             fields = self._person_fields(request, "personFields", required=False)
             person = request.json() or {}
             _validate_people(person, "Person", "person")
-            resource_name = f"people/c{random.randint(10**18, 10**19 - 1)}"  # not crypto
+            resource_name = f"people/c{_random.randint(10**18, 10**19 - 1)}"  # not crypto
             record = _Record({"resourceName": resource_name}, 0, groups={"myContacts"})
             self._apply_person(mailbox, record, person, _PERSON_LIST_FIELDS | {"memberships"})
             self._touch_person(record)
@@ -1222,7 +1227,7 @@ class GoogleSandbox(Sandbox):
             fields = self._read_mask(body, "readMask")
             created = []
             for contact in contacts:
-                resource_name = f"people/c{random.randint(10**18, 10**19 - 1)}"  # not crypto
+                resource_name = f"people/c{_random.randint(10**18, 10**19 - 1)}"  # not crypto
                 record = _Record({"resourceName": resource_name}, 0, groups={"myContacts"})
                 self._apply_person(
                     mailbox, record, contact.get("contactPerson") or {}, _PERSON_LIST_FIELDS | {"memberships"}
@@ -1574,7 +1579,7 @@ class GoogleSandbox(Sandbox):
         """
         with self._lock:
             mailbox = self._mailbox(user)
-            mailbox.history_id += random.randint(1, 9)  # Gmail's ids grow unevenly; not crypto
+            mailbox.history_id += _random.randint(1, 9)  # Gmail's ids grow unevenly; not crypto
             when = date or datetime.now(UTC)
             message_id = secrets.token_hex(8)
             headers = [
@@ -1640,7 +1645,7 @@ class GoogleSandbox(Sandbox):
         assert mailbox.watch is not None
         mailbox.last_push = time.time()
         data = json.dumps({"emailAddress": mailbox.user, "historyId": mailbox.history_id}).encode()
-        message_id = str(random.randint(10**15, 10**16 - 1))  # not crypto
+        message_id = str(_random.randint(10**15, 10**16 - 1))  # not crypto
         published = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.pubsub_published.append({"topic": mailbox.watch["topic"], "data": data, "messageId": message_id})
         for subscription in self._subscriptions:
@@ -1747,7 +1752,7 @@ class GoogleSandbox(Sandbox):
                 True,
             )
             for person in [p for p in seed.PEOPLE if p.in_google] + [outsider]:
-                resource_name = f"people/c{random.randint(10**18, 10**19 - 1)}"  # not crypto
+                resource_name = f"people/c{_random.randint(10**18, 10**19 - 1)}"  # not crypto
                 groups = {"myContacts"} if person is outsider else {"myContacts", group_id}
                 record = _Record({"resourceName": resource_name}, 0, groups=groups)
                 record.body.update(
