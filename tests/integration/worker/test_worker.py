@@ -363,3 +363,77 @@ def test_a_company_no_account_is_named_after_is_noted_not_failed_and_not_retried
     assert worker.failures == []
     statuses = [e.status for e in worker.log.by_record(f"graph#contact#{made['id']}")]
     assert statuses == ["skipped", "synced"]  # newest first: the second sync had nothing to do
+
+
+def _with_options(system: LocalSystem, worker: Worker, connection_id: str, **options: Any) -> None:
+    """Change a seeded connection's options, as an admin would."""
+    from dataclasses import replace
+
+    from concord.adapters.stores import DynamoConnectionStore
+
+    store = DynamoConnectionStore(system.stack.env["CONNECTIONS_TABLE"], dynamodb=worker.dynamodb)
+    connection = store.get(connection_id)
+    assert connection is not None
+    store.put(replace(connection, options=replace(connection.options, **options)))
+
+
+def test_a_salesforce_contact_new_to_the_owner_reaches_the_outlook_sync_folder_and_google(
+    system: LocalSystem, worker: Worker
+) -> None:
+    contact = system.salesforce.insert(
+        "Contact", FirstName="Evelyn", LastName="Boyd", Email="evelyn@ibm.example", Title="Mathematician"
+    )
+
+    worker.sync(worker.notice("salesforce", contact))
+
+    mailbox = system.graph.mailbox(seed.M365_USER)
+    folder = next(f for f in mailbox.folders.values() if f.display_name == SYNC_FOLDER)
+    [outlook] = [c for c in folder.items.values() if c.get("surname") == "Boyd"]
+    assert outlook["jobTitle"] == "Mathematician"
+    assert worker.link(M365_CONNECTION, "contact", "salesforce", contact).link.mailbox_id == outlook["id"]
+    google = worker.link(GOOGLE_CONNECTION, "contact", "salesforce", contact)
+    assert google is not None and google.link.mailbox_id.startswith("people/")
+
+
+def test_deletes_propagate_both_ways_when_the_connection_allows_it(system: LocalSystem, worker: Worker) -> None:
+    _with_options(system, worker, M365_CONNECTION, propagate_deletes=True)
+    try:
+        from_outlook = _put_outlook_contact(
+            system, {"givenName": "Del", "surname": "One", "emailAddresses": [{"address": "del1@x.example"}]}
+        )
+        from_salesforce = _put_outlook_contact(
+            system, {"givenName": "Del", "surname": "Two", "emailAddresses": [{"address": "del2@x.example"}]}
+        )
+        worker.sync(worker.notice("graph", from_outlook["id"]), worker.notice("graph", from_salesforce["id"]))
+        [one] = _salesforce_contacts(system, "del1@x.example")
+        [two] = _salesforce_contacts(system, "del2@x.example")
+
+        system.graph.remove(seed.M365_USER, from_outlook["id"])  # deleted in Outlook
+        system.salesforce.delete(two["Id"])  # deleted in Salesforce
+        worker.sync(worker.notice("graph", from_outlook["id"]), worker.notice("salesforce", two["Id"], deleted=True))
+
+        assert _salesforce_contacts(system, "del1@x.example") == []
+        with pytest.raises(Exception, match="not found"):
+            system.graph.mailbox(seed.M365_USER).find_contact(from_salesforce["id"])
+        assert worker.link(M365_CONNECTION, "contact", "mailbox", from_outlook["id"]).link.is_tombstone
+    finally:
+        _with_options(system, worker, M365_CONNECTION, propagate_deletes=False)
+
+
+def test_a_google_calendar_event_the_user_organises_becomes_a_salesforce_event(
+    system: LocalSystem, worker: Worker
+) -> None:
+    made = _google_client(system).insert_event(
+        seed.GOOGLE_USER,
+        {
+            "summary": "Design review",
+            "start": {"dateTime": "2026-12-16T10:00:00Z"},
+            "end": {"dateTime": "2026-12-16T11:00:00Z"},
+        },
+    )
+
+    worker.sync(worker.notice("google", made["id"], "event"))
+
+    [event] = [e for e in system.salesforce.live_records("Event") if e.get("Subject") == "Design review"]
+    assert event["Concord_ICalUID__c"] == made["iCalUID"]
+    assert worker.link(GOOGLE_CONNECTION, "event", "mailbox", made["id"]).link.salesforce_id == event["Id"]
