@@ -1,19 +1,18 @@
 """subscriptions: keeps push channels alive (Graph subscriptions, Gmail watch, Calendar channels).
 
-Runs on a schedule (``SubscriptionsSchedule``). Creating and renewing channels comes with the
-subscriptions service; until then each run reports how many channels the table holds and how
-many expire before the next runs could renew them, so a deploy shows at once whether the
-function reaches its table.
+Runs on a schedule (``SubscriptionsSchedule``, hourly): one reconcile of every connection's channels
+(``concord.service.channels``): missing ones created, ageing ones renewed, lapsed ones replaced with a
+catch-up, those of stopped connections removed. A channel that cannot be made or renewed degrades its
+connection, is logged by the service and counted here in ``ChannelFailures`` (which alarms).
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from concord.adapters.dynamodb import count_items
+from concord.bootstrap import Deadline, channels_service
 from concord.observability import MetricUnit, logger, metrics, tracer
 from concord.settings import SchedulerSettings
 
@@ -21,27 +20,19 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SchedulerSettings.from_env()
-
-#: Channels expiring within this many seconds are due for renewal (Graph's shortest lifetime is 7 days).
-RENEW_AHEAD_SECONDS = 24 * 3600
+deadline = Deadline()
+service = channels_service(settings, deadline)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    renew_before = int(time.time()) + RENEW_AHEAD_SECONDS
-    channels_due = count_items(
-        settings.subscriptions_table,
-        FilterExpression="expires_at < :before",
-        ExpressionAttributeValues={":before": {"N": str(renew_before)}},
-    )
-    summary = {
-        "status": "not_implemented",
-        "scheduled_at": event.get("time"),
-        "channels": count_items(settings.subscriptions_table),
-        "channels_due": channels_due,
-    }
-    metrics.add_metric(name="PushChannelsDue", unit=MetricUnit.Count, value=channels_due)
-    logger.info("subscriptions run: renewal not implemented yet", extra=summary)
+    deadline.reset(context.get_remaining_time_in_millis())
+    outcome = service.run()
+    summary = {"scheduled_at": event.get("time"), **outcome.summary()}
+    metrics.add_metric(name="ChannelFailures", unit=MetricUnit.Count, value=len(outcome.failures))
+    metrics.add_metric(name="ChannelsCreated", unit=MetricUnit.Count, value=outcome.created)
+    metrics.add_metric(name="ChannelsRenewed", unit=MetricUnit.Count, value=outcome.renewed + outcome.replaced)
+    logger.info("push channels reconciled", extra=summary)
     return summary

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from concord.adapters.dead_letters import SqsRetryDelays
+    from concord.service.channels import ChannelsService
     from concord.service.sync import SyncService
-    from concord.settings import WorkerSettings
+    from concord.settings import SchedulerSettings, WorkerSettings
 
-__all__ = ["SECRET_MAX_AGE_S", "Deadline", "retry_delays", "sync_service"]
+__all__ = ["SECRET_MAX_AGE_S", "Deadline", "channels_service", "retry_delays", "sync_service"]
 
 SECRET_MAX_AGE_S = 300
 #: Seconds kept back from the Lambda's remaining time: enough to log, report and return.
@@ -127,3 +128,49 @@ def retry_delays(settings: WorkerSettings) -> SqsRetryDelays:
     from concord.adapters.dead_letters import SqsRetryDelays
 
     return SqsRetryDelays(settings.changes_queue_url)
+
+
+def channels_service(settings: SchedulerSettings, deadline: Deadline) -> ChannelsService:
+    """The subscriptions function's service: channels on Graph and Google, kept in the Subscriptions table,
+    catch-ups after a lapse on the changes queue."""
+    from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
+    from concord.adapters.graph import GraphClient, GraphCredentials
+    from concord.adapters.queue import ChangeQueue
+    from concord.adapters.stores import DynamoConnectionStore, DynamoDB
+    from concord.adapters.subscriptions import SubscriptionStore
+    from concord.service.channels import ChannelPolicy, ChannelsService
+
+    verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
+    secrets = _Secrets()
+    graph_secret = secrets.json(settings.graph_app_secret_arn)
+    graph = GraphClient(
+        GraphCredentials(
+            tenant_id=str(graph_secret["tenant_id"]),
+            client_id=str(graph_secret["client_id"]),
+            client_secret=str(graph_secret["client_secret"]),
+        ),
+        graph_url=settings.graph_base_url,
+        login_url=settings.graph_login_url,
+        verify=verify,
+        time_left=deadline.left,
+    )
+    account = ServiceAccount.from_info(secrets.json(settings.google_service_account_secret_arn))
+    account = ServiceAccount(
+        account.client_email, account.private_key, account.private_key_id, settings.google_token_url
+    )
+    google = GoogleClient(
+        account,
+        endpoints=GoogleEndpoints.for_base(settings.google_api_base_url),
+        verify=verify,
+        time_left=deadline.left,
+    )
+    import boto3  # the store takes a plain client: it is the one ingress reads channels with
+
+    return ChannelsService(
+        connections=DynamoConnectionStore(settings.connections_table, dynamodb=DynamoDB()),
+        store=SubscriptionStore(settings.subscriptions_table, boto3.client("dynamodb")),
+        graph=graph,
+        google=google,
+        policy=ChannelPolicy(webhook_base_url=settings.webhook_base_url, google_push_topic=settings.google_push_topic),
+        notices=ChangeQueue(settings.changes_queue_url),
+    )

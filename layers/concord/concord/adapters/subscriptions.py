@@ -17,6 +17,13 @@ Item layout in the Subscriptions table (template.yaml):
   whose resource is not the one the channel watches (and a Calendar channel stored without it), so
   whoever creates a channel must store it (it is also what ``channels.stop`` needs).
 
+* written by the subscriptions service (:class:`ChannelRecord`, :meth:`SubscriptionStore.put`): also
+  ``channel_id`` (S), ``slot`` (S: ``contact`` | ``event`` | ``inbox`` | ``sentitems`` | ``calendar`` |
+  ``gmail``, which of the connection's channels this is), ``mailbox_user`` (S), ``channel_expires`` (N,
+  epoch seconds: when the provider ends the channel), ``started_at`` (N: when its current lifetime
+  began, the base of the renewal point), ``superseded`` (BOOL: replaced, its stop still to be made) and
+  ``expires_at`` (N: ``channel_expires`` + 7 days, the table's TTL, so a dead channel's item goes away).
+
 Only a boto3 DynamoDB client is used (no pynamodb): it keeps the webhook functions' cold start short.
 """
 
@@ -34,10 +41,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = ["Channel", "LookupUnavailable", "SubscriptionStore", "channel_key", "gmail_key", "secret_digest"]
+__all__ = [
+    "Channel",
+    "ChannelRecord",
+    "LookupUnavailable",
+    "SubscriptionStore",
+    "channel_key",
+    "gmail_key",
+    "secret_digest",
+]
 
 _SK = "META"
 _BATCH_GET_LIMIT = 100
+#: How long a channel's item outlives the channel (the TTL, ``expires_at``): long enough for on-call to
+#: see what lapsed, short enough that dead channels do not pile up.
+ITEM_GRACE_S = 7 * 86400
 
 
 def secret_digest(secret: str) -> str:
@@ -109,6 +127,85 @@ class Channel:
             object_type=object_type,
             secret_sha256=digest,
             resource_id=item.get("resource_id", {}).get("S") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """A push channel as the subscriptions service keeps it (the item layout in the module docstring).
+
+    ``channel_id`` is the provider's id (Graph subscription id, Calendar channel id) or, for a Gmail
+    watch, the mailbox address. Holds the secret's digest only, never the secret.
+    """
+
+    channel_id: str
+    connection_id: str
+    provider: str
+    slot: str
+    object_type: str
+    resource: str
+    mailbox_user: str
+    channel_expires: int
+    started_at: int
+    secret_sha256: str | None = None
+    resource_id: str | None = None
+    superseded: bool = False
+
+    @property
+    def pk(self) -> str:
+        return gmail_key(self.channel_id) if self.provider == "gmail" else channel_key(self.channel_id)
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": self.pk},
+            "sk": {"S": _SK},
+            "channel_id": {"S": self.channel_id},
+            "connection_id": {"S": self.connection_id},
+            "provider": {"S": self.provider},
+            "slot": {"S": self.slot},
+            "object_type": {"S": self.object_type},
+            "resource": {"S": self.resource},
+            "mailbox_user": {"S": self.mailbox_user},
+            "channel_expires": {"N": str(self.channel_expires)},
+            "started_at": {"N": str(self.started_at)},
+            "expires_at": {"N": str(self.channel_expires + ITEM_GRACE_S)},
+            "superseded": {"BOOL": self.superseded},
+        }
+        if self.secret_sha256:
+            item["secret_sha256"] = {"S": self.secret_sha256}
+        if self.resource_id:
+            item["resource_id"] = {"S": self.resource_id}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ChannelRecord | None:
+        """``None`` for an item the service did not write (it lacks ``slot`` or ``channel_expires``)."""
+
+        def text(name: str) -> str | None:
+            value = item.get(name, {}).get("S")
+            return str(value) if value else None
+
+        def number(name: str) -> int | None:
+            value = item.get(name, {}).get("N")
+            return int(value) if value is not None else None
+
+        channel_id, connection_id, slot = text("channel_id"), text("connection_id"), text("slot")
+        expires, started = number("channel_expires"), number("started_at")
+        if not channel_id or not connection_id or not slot or expires is None or started is None:
+            return None
+        return cls(
+            channel_id=channel_id,
+            connection_id=connection_id,
+            provider=text("provider") or "",
+            slot=slot,
+            object_type=text("object_type") or "",
+            resource=text("resource") or "",
+            mailbox_user=text("mailbox_user") or "",
+            channel_expires=expires,
+            started_at=started,
+            secret_sha256=text("secret_sha256"),
+            resource_id=text("resource_id"),
+            superseded=bool(item.get("superseded", {}).get("BOOL", False)),
         )
 
 
@@ -188,4 +285,56 @@ class SubscriptionStore:
             if request:
                 # Throttled beyond the budget: let the caller answer 503 so the sender retries.
                 raise LookupUnavailable("Subscriptions table: BatchGetItem left keys unprocessed")
+        return found
+
+    # ---- writes and listings, for the subscriptions service
+
+    def put(self, record: ChannelRecord) -> None:
+        """Store (or overwrite) a channel's item. Raises :class:`LookupUnavailable`."""
+        with _unavailable_on_aws_errors("PutItem"):
+            self.client.put_item(TableName=self.table_name, Item=record.to_item())
+
+    def delete(self, pk: str) -> None:
+        """Remove a channel's item (absent is fine). Raises :class:`LookupUnavailable`."""
+        with _unavailable_on_aws_errors("DeleteItem"):
+            self.client.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": _SK}})
+
+    def record(self, pk: str) -> ChannelRecord | None:
+        """The service's view of one channel (consistent read), or ``None``."""
+        with _unavailable_on_aws_errors("GetItem"):
+            answer = self.client.get_item(
+                TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": _SK}}, ConsistentRead=True
+            )
+        item = answer.get("Item")
+        return ChannelRecord.from_item(item) if item else None
+
+    def records(self) -> list[ChannelRecord]:
+        """Every channel the service wrote (one paged Scan: a few items per connection, once a run).
+
+        Items it did not write (no ``slot``) are left out: the service neither renews nor removes them.
+        """
+        found: list[ChannelRecord] = []
+        with _unavailable_on_aws_errors("Scan"):
+            for page in self.client.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
+                for item in page.get("Items", []):
+                    record = ChannelRecord.from_item(item)
+                    if record is not None:
+                        found.append(record)
+        return sorted(found, key=lambda r: (r.connection_id, r.slot, r.pk))
+
+    def for_connection(self, connection_id: str) -> list[ChannelRecord]:
+        """One connection's channels (the ``by_connection`` index: eventually consistent)."""
+        found: list[ChannelRecord] = []
+        with _unavailable_on_aws_errors("Query"):
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                IndexName="by_connection",
+                KeyConditionExpression="connection_id = :c",
+                ExpressionAttributeValues={":c": {"S": connection_id}},
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    record = ChannelRecord.from_item(item)
+                    if record is not None:
+                        found.append(record)
         return found
