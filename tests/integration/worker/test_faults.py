@@ -11,15 +11,24 @@ handed-back messages visible again itself (:meth:`Faulty.hurry`); where the wait
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import secrets
 import time
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from local.runner import LambdaContext, sqs_record
+from local.runner import LOCAL_PARAMETERS, LambdaContext, sqs_record
 from local.sandboxes import seed
-from local.system import GOOGLE_CONNECTION, M365_CONNECTION, SYNC_FOLDER, LocalSystem
+from local.sandboxes.graph import SEED_CLIENT_ID, SEED_TENANT
+from local.sandboxes.salesforce.sandbox import ValidationRule
+from local.system import GOOGLE_CONNECTION, M365_CONNECTION, SALESFORCE_USERNAME, SYNC_FOLDER, LocalSystem
 from tests.integration.worker.test_worker import Worker
 
 if TYPE_CHECKING:
@@ -42,6 +51,8 @@ class Faulty(Worker):
     def __init__(self, system: LocalSystem) -> None:
         super().__init__(system)
         self.arn = next(str(event["Queue"]) for event in self.function.events.values() if "Queue" in event)
+        #: tracebacks of invocations that raised (Lambda then retries the whole batch and logs the traceback)
+        self.crashes: list[str] = []
 
     def receive(self, *, visibility: int | None = None) -> list[dict[str, Any]]:
         """Every message visible now (up to 10 a call, as many calls as it takes)."""
@@ -62,7 +73,11 @@ class Faulty(Worker):
             return set()
         event = {"Records": [sqs_record(m, self.arn) for m in messages]}
         context = LambdaContext(self.function.logical_id, timeout_s=timeout_s or self.function.timeout_s)
-        result = self.function.load()(event, context) or {}
+        try:
+            result = self.function.load()(event, context) or {}
+        except Exception:  # as in Lambda: the whole batch comes back, the traceback goes to the log
+            self.crashes.append(traceback.format_exc())
+            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         self.failures += sorted(failed)
         done = [m for m in messages if m["MessageId"] not in failed]
@@ -99,7 +114,8 @@ class Faulty(Worker):
     def warm(self) -> None:
         """One sync that reaches every service, so the worker holds its sessions and tokens."""
         grace = next(c for c in _outlook_contacts(self.system, "grace@navy.example"))
-        contact = self.system.salesforce.insert("Contact", LastName="Warm", Email="warm@concord.example")
+        email = f"warm.{secrets.token_hex(4)}@concord.example"
+        contact = self.system.salesforce.insert("Contact", LastName="Warm", Email=email)
         self.queue.send([self.notice("graph", grace["id"]), self.notice("salesforce", contact)])
         self.run()
 
@@ -270,13 +286,17 @@ def test_a_salesforce_throttle_storm_hands_the_batch_back_until_retry_after_then
     assert _reasons(faulty.take_dead_letters()) == []
 
 
+@pytest.mark.parametrize("session", ["held", "renewed"])
 def test_a_graph_throttle_storm_hands_the_record_back_until_retry_after_and_google_is_not_written_twice(
-    system: LocalSystem, faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+    system: LocalSystem, faulty: Faulty, monkeypatch: pytest.MonkeyPatch, session: str
 ) -> None:
-    email = "gale@throttle.example"
+    faulty.warm()
+    email = f"gale.{session}@throttle.example"
     contact = system.salesforce.insert("Contact", FirstName="Gale", LastName="Force", Email=email)
     faulty.queue.send([faulty.notice("salesforce", contact)])
     calls = _watch(system.graph, monkeypatch)
+    if session == "renewed":
+        system.graph.tokens.expire_all()
     system.graph.faults.throttle(1000, retry_after=RETRY_AFTER_S)
 
     batch = faulty.receive()
@@ -377,6 +397,31 @@ def test_a_write_graph_refuses_goes_to_the_dlq_at_once_with_its_reason_and_its_b
     assert failed and {e.connection_id for e in failed} == {M365_CONNECTION}
 
 
+def test_a_refused_salesforce_login_while_reading_salesforce_notices_dead_letters_them_without_crashing(
+    system: LocalSystem, faulty: Faulty
+) -> None:
+    """The integration user's login is refused (the connected app was changed): permanent, as it is for a
+    mailbox notice's Salesforce read, so the notice goes to the DLQ with the reason and is logged."""
+    contact = system.salesforce.insert("Contact", FirstName="Lou", LastName="Gin", Email="lou@refused.example")
+    consumer_key = system.salesforce.consumer_key
+    system.salesforce.tokens.expire_all()
+    system.salesforce.consumer_key = "not-the-connected-app"
+    try:
+        faulty.queue.send([faulty.notice("salesforce", contact)])
+        batch = faulty.receive()
+        failed = faulty.invoke(batch)
+    finally:
+        system.salesforce.consumer_key = consumer_key
+
+    assert faulty.crashes == [], "the handler raised: Lambda retries the whole batch and nothing is logged"
+    mine = {m["MessageId"] for m in _mine(batch, contact)}
+    assert mine and not mine & failed
+    letters = _mine(faulty.take_dead_letters(), contact)
+    assert letters and all("token request refused" in reason for reason in _reasons(letters))
+    entries = faulty.log.by_record(f"salesforce#contact#{contact}")
+    assert entries and all(e.status == "failed" for e in entries)
+
+
 # ----------------------------------------------------------------------- transient past maxReceiveCount
 
 
@@ -440,3 +485,119 @@ def test_a_batch_the_lambda_deadline_cuts_short_is_handed_back_whole_and_syncs_o
         [contact] = _salesforce_contacts(system, f"late{i}@deadline.example")
         assert faulty.link(M365_CONNECTION, "contact", "mailbox", record_id).link.salesforce_id == contact["Id"]
     assert _reasons(faulty.take_dead_letters()) == []
+
+
+# ---------------------------------------------------------------------------------------- canaries
+
+
+def _key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.decode(), public.decode()
+
+
+def _plant_canaries(system: LocalSystem, faulty: Faulty) -> list[str]:
+    """New credentials with recognisable values, in the sandboxes and in Secrets Manager, and a cold start
+    of the worker so that it reads them. Returns what must never be seen: the canaries and every line of
+    both private keys."""
+    tag = secrets.token_hex(6)
+    sf_private, sf_public = _key_pair()
+    google_private, google_public = _key_pair()
+    sf_consumer, graph_secret = f"CANARY-sf-consumer-{tag}", f"CANARY-graph-secret-{tag}"
+    system.salesforce.consumer_key, system.salesforce.public_key_pem = sf_consumer, sf_public
+    system.graph.add_app(SEED_TENANT, SEED_CLIENT_ID, graph_secret)
+    system.google.service_account_private_key = google_private
+    system.google.service_account_public_key = google_public
+    values = {
+        "SalesforceJwtSecretArn": {
+            "consumer_key": sf_consumer,
+            "username": SALESFORCE_USERNAME,
+            "private_key": sf_private,
+            "login_url": system.salesforce.url,
+            "audience": system.salesforce.audience,
+        },
+        "GraphAppSecretArn": {"tenant_id": SEED_TENANT, "client_id": SEED_CLIENT_ID, "client_secret": graph_secret},
+        "GoogleServiceAccountSecretArn": system.google.service_account_info(),
+    }
+    client = system.stack.client("secretsmanager")
+    for parameter, value in values.items():
+        name = LOCAL_PARAMETERS[parameter].rsplit(":secret:", 1)[1]
+        client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+    faulty.function.module = None  # the next invocation is a cold start
+    key_lines = [line for pem in (sf_private, google_private) for line in pem.splitlines() if "-----" not in line]
+    return [sf_consumer, graph_secret, *key_lines]
+
+
+def _issued_tokens(system: LocalSystem) -> list[str]:
+    return [token for sandbox in (system.salesforce, system.graph, system.google) for token in sandbox.tokens._tokens]
+
+
+def _sync_log_text(system: LocalSystem) -> str:
+    pages = system.stack.client("dynamodb").get_paginator("scan")
+    items = [item for page in pages.paginate(TableName=system.stack.env["SYNC_LOG_TABLE"]) for item in page["Items"]]
+    assert items
+    return json.dumps(items)
+
+
+def test_no_secret_or_token_reaches_the_logs_the_sync_log_or_the_dlq(
+    system: LocalSystem, faulty: Faulty, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from concord.observability import logger as powertools_logger
+
+    caplog.set_level(logging.INFO)  # the level the template sets
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)  # the worker's JSON lines, as CloudWatch would hold them
+    handler.setFormatter(powertools_logger.registered_formatter)
+    powertools_logger.addHandler(handler)
+    try:
+        canaries = _plant_canaries(system, faulty)
+        # Tokens are issued, then every one expires: each client meets a 401 and logs in again.
+        made = _put_outlook_contact(system, "Cana", "Ry", "cana@canary.example")
+        contact = system.salesforce.insert(
+            "Contact", FirstName="Tweety", LastName="Bird", Email="tweety@canary.example"
+        )
+        faulty.queue.send([faulty.notice("graph", made["id"]), faulty.notice("salesforce", contact)])
+        faulty.run()
+        for sandbox in (system.salesforce, system.graph, system.google):
+            sandbox.tokens.expire_all()
+        # A validation rule refuses a write (its message goes to the DLQ), Google fails transiently.
+        system.salesforce.add_validation_rule(ValidationRule("Contact", "Title", ("Canary",), "Titles are vetted."))
+        vetted = _put_outlook_contact(system, "Vet", "Ted", "vetted@canary.example")
+        system.graph.edit(seed.M365_USER, vetted["id"], {"jobTitle": "Canary"})
+        system.salesforce.change(contact, Title="Songbird")
+        system.google.faults.fail(1, status=503)
+        faulty.queue.send([faulty.notice("graph", vetted["id"]), faulty.notice("salesforce", contact)])
+        faulty.run()
+        # Graph refuses the token and its renewal (401 twice); Salesforce refuses the login outright.
+        system.graph.faults.fail(2, status=401)
+        system.salesforce.tokens.expire_all()
+        system.salesforce.consumer_key = "someone-else"
+        system.graph.edit(seed.M365_USER, made["id"], {"jobTitle": "Lookout"})
+        faulty.queue.send([faulty.notice("graph", made["id"]), faulty.notice("salesforce", contact)])
+        batch = faulty.receive()
+        failed = faulty.invoke(batch)
+        system.salesforce.consumer_key = canaries[0]
+        faulty.hurry(m for m in batch if m["MessageId"] in failed)
+        faulty.run()
+    finally:
+        powertools_logger.removeHandler(handler)
+
+    letters = faulty.take_dead_letters()
+    reasons = " ".join(_reasons(letters))
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in reasons and "HTTP 401" in reasons  # the failures happened
+    captured = capfd.readouterr()
+    seen = {
+        "logs": "\n".join([lines.getvalue(), caplog.text, captured.out, captured.err, *faulty.crashes]),
+        "sync log": _sync_log_text(system),
+        "dead letters": json.dumps(letters),
+    }
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in seen["logs"] and "HTTP 401" in seen["logs"]
+    secrets_known = canaries + _issued_tokens(system)
+    assert '"level":"INFO"' in seen["logs"] and len(secrets_known) > len(canaries)  # the haystack and needles
+    for where, text in seen.items():
+        leaked = [secret[:12] + "…" for secret in secrets_known if secret in text]
+        assert leaked == [], f"secrets in the {where}"
+        assert "PRIVATE KEY" not in text and "eyJ" not in text, f"a key or a JWT in the {where}"
