@@ -416,6 +416,18 @@ def test_a_subscription_gone_at_renewal_is_created_anew_and_caught_up() -> None:
     )
 
 
+def test_a_calendar_channel_that_ended_early_is_caught_up_when_replaced() -> None:
+    world = _world(topic=None, connections=[GOOGLE_CONN])
+    world.service.run()
+    (channel,) = world.google.channels.values()
+    channel["expiration_ms"] = int(world.clock().timestamp() * 1000)  # Google ended it silently
+    world.clock.advance(days=4)
+    outcome = world.service.run()  # the replaced channel's stop answers 404: it had lapsed
+    assert outcome.replaced == 1 and outcome.catch_ups == 1
+    (notice,) = world.queue.sent
+    assert (notice.source, notice.connection_id, notice.object_type) == ("google", "c-google", "event")
+
+
 def test_a_channel_past_its_recorded_expiry_is_replaced_without_a_renewal_attempt() -> None:
     world = _world(connections=[GOOGLE_CONN])
     world.service.run()

@@ -459,11 +459,14 @@ class ChannelsService:
     def _replace(
         self, connection: Connection, slot: _Slot, old: ChannelRecord, outcome: ChannelsOutcome, *, lapsed: bool
     ) -> ChannelRecord:
-        """A new channel for the slot, then the old one stopped; after a lapse, a catch-up."""
+        """A new channel for the slot, then the old one stopped; after a lapse, a catch-up.
+
+        A replaced channel its provider no longer knew had lapsed unseen (a Calendar channel can end
+        early): what it would have announced since is caught up as well."""
         new = self._create(connection, slot)
         self.store.put(new)
-        if new.pk != old.pk:
-            self._retire(old, outcome)
+        if new.pk != old.pk and not self._retire(old, outcome):
+            lapsed = True
         outcome.replaced += 1
         if lapsed:
             self._catch_up(connection, slot, new, outcome)
@@ -484,13 +487,15 @@ class ChannelsService:
             return
         outcome.reauthorized += 1
 
-    def _retire(self, record: ChannelRecord, outcome: ChannelsOutcome) -> None:
-        """Stop a channel at its provider and forget it; a failed stop keeps it ``superseded`` for the next run."""
+    def _retire(self, record: ChannelRecord, outcome: ChannelsOutcome) -> bool:
+        """Stop a channel at its provider and forget it; a failed stop keeps it ``superseded`` for the next run.
+
+        ``False`` when the provider no longer knew the channel (it had expired or been removed)."""
+        known = True
         try:
             self._stop(record)
         except NotFoundError:
-            # Already gone at the provider (expired or removed): forgetting it is all that is left.
-            logger.debug("push channel already gone", extra={"connection_id": record.connection_id})
+            known = False  # forgetting it is all that is left
         except ConnectorError as exc:
             logger.warning(
                 "could not stop a replaced push channel; will retry",
@@ -498,9 +503,10 @@ class ChannelsService:
             )
             if not record.superseded:
                 self.store.put(replace(record, superseded=True))
-            return
+            return True
         self.store.delete(record.pk)
         outcome.stopped += 1
+        return known
 
     def _stop(self, record: ChannelRecord) -> None:
         if record.provider == "graph":
