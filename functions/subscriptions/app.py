@@ -34,5 +34,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="ChannelFailures", unit=MetricUnit.Count, value=len(outcome.failures))
     metrics.add_metric(name="ChannelsCreated", unit=MetricUnit.Count, value=outcome.created)
     metrics.add_metric(name="ChannelsRenewed", unit=MetricUnit.Count, value=outcome.renewed + outcome.replaced)
-    logger.info("push channels reconciled", extra=summary)
+    # Under one key: "created" and the like are LogRecord attributes that ``extra`` may not overwrite.
+    logger.info("push channels reconciled", extra={"channels": summary})
     return summary
