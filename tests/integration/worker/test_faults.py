@@ -587,14 +587,16 @@ def test_no_secret_or_token_reaches_the_logs_the_sync_log_or_the_dlq(
 
     letters = faulty.take_dead_letters()
     reasons = " ".join(_reasons(letters))
-    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in reasons and "HTTP 401" in reasons  # the failures happened
+    # The failures happened: a validation refusal, a refused login, and Graph 401s.
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in reasons and "token request refused" in reasons, reasons
+    assert system.graph.faults.error_calls < 2  # at least one Graph 401 was answered
     captured = capfd.readouterr()
     seen = {
         "logs": "\n".join([lines.getvalue(), caplog.text, captured.out, captured.err, *faulty.crashes]),
         "sync log": _sync_log_text(system),
         "dead letters": json.dumps(letters),
     }
-    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in seen["logs"] and "HTTP 401" in seen["logs"]
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in seen["logs"] and "token request refused" in seen["logs"]
     secrets_known = canaries + _issued_tokens(system)
     assert '"level":"INFO"' in seen["logs"] and len(secrets_known) > len(canaries)  # the haystack and needles
     for where, text in seen.items():

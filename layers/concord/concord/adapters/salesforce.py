@@ -253,13 +253,15 @@ def classify(response: httpx.Response) -> ConnectorError | None:
 
 
 def classify_token(response: httpx.Response) -> ConnectorError | None:
-    """The token endpoint answers ``{"error", "error_description"}``; a refusal is final (AuthError)."""
+    """The token endpoint answers ``{"error", "error_description"}``; a refusal is final (AuthError),
+    but throttling is not: 429, 5xx, ``REQUEST_LIMIT_EXCEEDED`` or any answer that says when to come back
+    (``Retry-After``) is transient."""
     status = response.status_code
     if status < 300:
         return None
     code, message = _first_error(response)
-    if status == 429 or status >= 500:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 or status >= 500 or code == "REQUEST_LIMIT_EXCEEDED" or retry_after is not None:
         return TransientError(
             SYSTEM, f"token request failed: {message}", status=status, code=code, retry_after=retry_after
         )
@@ -399,6 +401,7 @@ class SalesforceClient:
             self._credentials.login_url.rstrip("/") + "/services/oauth2/token",
             data={"grant_type": JWT_GRANT, "assertion": self._assertion()},
             headers={"Accept": "application/json"},
+            retry=True,  # a token request creates nothing: safe to send again
         )
         try:
             body = response.json()

@@ -271,14 +271,9 @@ class SyncService:
         for sobject, ids in by_sobject.items():
             try:
                 records.update(self.crm.fetch(sobject, sorted(ids)))
-            except TransientError as exc:
+            except ConnectorError as exc:
                 unread |= ids
-                for message_id, notice in sf_notices:
-                    if notice.record_id in ids:
-                        outcome.retry[message_id] = (
-                            max(outcome.retry.get(message_id) or 0.0, exc.retry_after or 0.0) or None
-                        )
-                        outcome.entries.append(self._entry_for_notice(notice, "failed", f"will retry: {exc}", now))
+                self._unread(outcome, [(m, n) for m, n in sf_notices if n.record_id in ids], exc, now)
         sf_notices = [(m, n) for m, n in sf_notices if n.record_id not in unread]
         owners = {str(r.data.get("OwnerId")) for r in records.values() if r.data.get("OwnerId")}
         connections = self.connections.by_salesforce_user(sorted(owners)) if owners else {}
@@ -299,6 +294,19 @@ class SyncService:
                 )
                 if item is not None:
                     item.salesforce = record
+
+    def _unread(
+        self, outcome: BatchOutcome, notices: list[tuple[str, ChangeNotice]], exc: ConnectorError, now: datetime
+    ) -> None:
+        """Salesforce could not be read for these notices: a transient failure hands their messages back,
+        any other (a refused login, a query Salesforce rejects) sends them to the DLQ with the reason."""
+        for message_id, notice in notices:
+            if isinstance(exc, TransientError):
+                delay = max(outcome.retry.get(message_id) or 0.0, exc.retry_after or 0.0) or None
+                outcome.retry[message_id] = delay
+                outcome.entries.append(self._entry_for_notice(notice, "failed", f"will retry: {exc}", now))
+            else:
+                self._dead_letter(outcome, message_id, None, str(exc), notice=notice)
 
     def _add(
         self,
