@@ -1797,7 +1797,7 @@ class GraphSandbox(Sandbox):
             (r"users/([^/]+)/(?:calendar/)?events", "events"),
             (r"users/([^/]+)/contactFolders/([^/]+)/contacts", "contacts"),
             (r"users/([^/]+)/contacts", "contacts"),
-            (r"users/([^/]+)/(?:mailFolders\('?inbox'?\)/)?messages", "messages"),
+            (r"users/([^/]+)/(?:mailFolders\('?(?:inbox|sentitems)'?\)/)?messages", "messages"),
         )
         for pattern, kind in patterns:
             match = re.fullmatch(pattern, path, re.IGNORECASE)

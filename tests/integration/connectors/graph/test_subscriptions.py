@@ -207,3 +207,9 @@ def test_lifecycle_notifications(graph: GraphClient, graph_sandbox: GraphSandbox
     assert events[0]["clientState"] == STATE
     with pytest.raises(NotFoundError):
         graph.reauthorize_subscription(str(sub["id"]))
+
+
+@pytest.mark.parametrize("folder", ["inbox", "sentitems"])
+def test_mail_folders_can_be_subscribed_to(graph: GraphClient, webhook: Receiver, folder: str) -> None:
+    sub = graph.create_subscription(f"users/{USER}/mailFolders('{folder}')/messages", webhook.url + "/graph", STATE)
+    assert sub["resource"] == f"users/{USER}/mailFolders('{folder}')/messages"
