@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from concord.adapters.dead_letters import SqsRetryDelays
+    from concord.adapters.google import GoogleClient
+    from concord.adapters.graph import GraphClient
     from concord.service.channels import ChannelsService
     from concord.service.sync import SyncService
-    from concord.settings import SchedulerSettings, WorkerSettings
+    from concord.settings import SchedulerSettings, WorkerSettings, _ProviderEndpoints
 
 __all__ = ["SECRET_MAX_AGE_S", "Deadline", "channels_service", "retry_delays", "sync_service"]
 
@@ -58,13 +60,46 @@ class _Secrets:
         return value
 
 
+def _graph_client(
+    settings: _ProviderEndpoints, secrets: _Secrets, verify: str | bool, deadline: Deadline
+) -> GraphClient:
+    from concord.adapters.graph import GraphClient, GraphCredentials
+
+    secret = secrets.json(settings.graph_app_secret_arn)
+    credentials = GraphCredentials(
+        tenant_id=str(secret["tenant_id"]),
+        client_id=str(secret["client_id"]),
+        client_secret=str(secret["client_secret"]),
+    )
+    return GraphClient(
+        credentials,
+        graph_url=settings.graph_base_url,
+        login_url=settings.graph_login_url,
+        verify=verify,
+        time_left=deadline.left,
+    )
+
+
+def _google_client(
+    settings: _ProviderEndpoints, secrets: _Secrets, verify: str | bool, deadline: Deadline
+) -> GoogleClient:
+    from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
+
+    key = ServiceAccount.from_info(secrets.json(settings.google_service_account_secret_arn))
+    account = ServiceAccount(key.client_email, key.private_key, key.private_key_id, settings.google_token_url)
+    return GoogleClient(
+        account,
+        endpoints=GoogleEndpoints.for_base(settings.google_api_base_url),
+        verify=verify,
+        time_left=deadline.left,
+    )
+
+
 def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
     """The sync worker's service on DynamoDB, SQS and the three real APIs."""
     from concord.adapters.crm import SalesforceCrm
     from concord.adapters.dead_letters import SqsDeadLetters
-    from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
     from concord.adapters.google_mailbox import GoogleMailboxAdapter
-    from concord.adapters.graph import GraphClient, GraphCredentials
     from concord.adapters.graph_mailbox import GraphMailboxAdapter
     from concord.adapters.salesforce import SalesforceClient, SalesforceCredentials
     from concord.adapters.stores import DynamoConnectionStore, DynamoDB, DynamoLinkStore, DynamoSyncLog
@@ -90,28 +125,8 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
         verify=verify,
         time_left=deadline.left,
     )
-    graph_secret = secrets.json(settings.graph_app_secret_arn)
-    graph = GraphClient(
-        GraphCredentials(
-            tenant_id=str(graph_secret["tenant_id"]),
-            client_id=str(graph_secret["client_id"]),
-            client_secret=str(graph_secret["client_secret"]),
-        ),
-        graph_url=settings.graph_base_url,
-        login_url=settings.graph_login_url,
-        verify=verify,
-        time_left=deadline.left,
-    )
-    account = ServiceAccount.from_info(secrets.json(settings.google_service_account_secret_arn))
-    account = ServiceAccount(
-        account.client_email, account.private_key, account.private_key_id, settings.google_token_url
-    )
-    google = GoogleClient(
-        account,
-        endpoints=GoogleEndpoints.for_base(settings.google_api_base_url),
-        verify=verify,
-        time_left=deadline.left,
-    )
+    graph = _graph_client(settings, secrets, verify, deadline)
+    google = _google_client(settings, secrets, verify, deadline)
     return SyncService(
         crm=SalesforceCrm(salesforce, mapping),
         mailboxes={"graph": GraphMailboxAdapter(graph), "google": GoogleMailboxAdapter(google)},
@@ -133,8 +148,6 @@ def retry_delays(settings: WorkerSettings) -> SqsRetryDelays:
 def channels_service(settings: SchedulerSettings, deadline: Deadline) -> ChannelsService:
     """The subscriptions function's service: channels on Graph and Google, kept in the Subscriptions table,
     catch-ups after a lapse on the changes queue."""
-    from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccount
-    from concord.adapters.graph import GraphClient, GraphCredentials
     from concord.adapters.queue import ChangeQueue
     from concord.adapters.stores import DynamoConnectionStore, DynamoDB
     from concord.adapters.subscriptions import SubscriptionStore
@@ -142,28 +155,8 @@ def channels_service(settings: SchedulerSettings, deadline: Deadline) -> Channel
 
     verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
     secrets = _Secrets()
-    graph_secret = secrets.json(settings.graph_app_secret_arn)
-    graph = GraphClient(
-        GraphCredentials(
-            tenant_id=str(graph_secret["tenant_id"]),
-            client_id=str(graph_secret["client_id"]),
-            client_secret=str(graph_secret["client_secret"]),
-        ),
-        graph_url=settings.graph_base_url,
-        login_url=settings.graph_login_url,
-        verify=verify,
-        time_left=deadline.left,
-    )
-    account = ServiceAccount.from_info(secrets.json(settings.google_service_account_secret_arn))
-    account = ServiceAccount(
-        account.client_email, account.private_key, account.private_key_id, settings.google_token_url
-    )
-    google = GoogleClient(
-        account,
-        endpoints=GoogleEndpoints.for_base(settings.google_api_base_url),
-        verify=verify,
-        time_left=deadline.left,
-    )
+    graph = _graph_client(settings, secrets, verify, deadline)
+    google = _google_client(settings, secrets, verify, deadline)
     import boto3  # the store takes a plain client: it is the one ingress reads channels with
 
     return ChannelsService(
