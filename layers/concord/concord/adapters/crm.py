@@ -36,7 +36,7 @@ _CHILD_QUERIES = {
     "EventRelations": "(SELECT RelationId, Relation.Email, IsInvitee FROM EventRelations)",
     "TaskWhoRelations": "(SELECT RelationId, Relation.Email FROM TaskWhoRelations)",
 }
-_KIND_SOBJECTS: Mapping[str, tuple[str, ...]] = {
+_KIND_SOBJECTS: Mapping[ObjectKind, tuple[str, ...]] = {
     "contact": ("Contact", "Lead"),
     "event": ("Event",),
     "email": ("Task",),
@@ -82,7 +82,7 @@ class SalesforceCrm:
         for kind, sobjects in _KIND_SOBJECTS.items():
             if sobject not in sobjects:
                 continue
-            om = self.mapping.compile(kind, sobject, "graph")  # type: ignore[arg-type]
+            om = self.mapping.compile(kind, sobject, "graph")  # Salesforce paths are the same for any provider
             for rule in om.fields:
                 for path in rule.sf_paths:
                     text = path.text
