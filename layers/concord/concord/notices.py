@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOTICES_PER_MESSAGE",
+    "Resync",
     "NOTICE_VERSION",
     "ChangeNotice",
     "Kind",
@@ -69,6 +70,15 @@ keeps that blast radius and a DLQ message small enough to read.
 
 Source = Literal["salesforce", "graph", "google"]
 ObjectType = Literal["contact", "lead", "event", "task", "email"]
+Resync = Literal["first_sync", "reset", "sync_now", "audit"]
+"""Why a ``catch_up`` loads everything rather than what changed since its cursor:
+
+* ``first_sync``: a connection was added; ``reset``: its links were cleared (re-matched, never
+  duplicated); ``sync_now``: an admin asked. These queue every record of both sides in the
+  connection's filters and start the cursors afresh;
+* ``audit``: the daily drift audit: both sides are listed and compared with the links, and only what
+  disagrees is queued.
+"""
 Kind = Literal["change", "catch_up", "reauthorize", "recreate_subscription"]
 """What the worker is asked to do:
 
@@ -110,6 +120,9 @@ class ChangeNotice(BaseModel):
     ``connection_id`` is ``None`` for Salesforce-sourced notices: a Salesforce record can belong to
     several connections, and the worker resolves them from the record it re-reads (its owner).
     ``deleted`` is ``True`` when the sender said the record was deleted (see the module docstring).
+    ``resync`` (``catch_up`` only) asks for a full load, and says why (:data:`Resync`). ``scheduled``
+    (``catch_up`` only) marks work the reconciler or an admin queued rather than a push: the worker
+    defers it while the Salesforce API budget runs low (the cursor is kept, so nothing is lost).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
@@ -125,6 +138,8 @@ class ChangeNotice(BaseModel):
     provider_event_id: _Text
     subscription_id: _Text | None = None
     deleted: Literal[True] | None = None
+    resync: Resync | None = None
+    scheduled: Literal[True] | None = None
     received_at: datetime = Field(default_factory=_utc_now)
 
     @field_validator("received_at")
@@ -140,6 +155,8 @@ class ChangeNotice(BaseModel):
             raise ValueError("a change notice needs a record_id")
         if self.deleted and self.kind != "change":
             raise ValueError("only a change notice can say its record was deleted")
+        if (self.resync or self.scheduled) and self.kind != "catch_up":
+            raise ValueError("only a catch_up notice can be a resync or scheduled")
         if self.kind in ("reauthorize", "recreate_subscription") and self.subscription_id is None:
             raise ValueError(f"a {self.kind} notice needs a subscription_id")
         if self.source != "salesforce" and self.connection_id is None:

@@ -16,10 +16,16 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from concord.core import ConnectionOptions, LinkState, MailboxRecord, ObjectKind, Operation, SalesforceRecord
+    from concord.notices import ObjectType
 
 __all__ = [
     "Connection",
     "Crm",
+    "CrmFeed",
+    "CursorExpired",
+    "FeedChange",
+    "FeedPage",
+    "MailboxFeed",
     "DeadLetters",
     "Mailbox",
     "WriteResult",
@@ -308,6 +314,68 @@ class Mailbox(Protocol):
         ...
 
     def calls(self) -> int: ...
+
+
+# ---------------------------------------------------------------- change feeds (the catch-up)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChange:
+    """One record a feed reports changed (or gone): what becomes a ``change`` notice on the queue.
+
+    ``version`` is the source's version when the feed knows it (a Salesforce ``SystemModstamp``, a Graph
+    ``@odata.etag``, a Calendar ``etag``): the notice's ``source_version``."""
+
+    record_id: str
+    deleted: bool = False
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """What a feed found since a cursor (or in a full load) and the cursor to save once it is queued."""
+
+    changes: list[FeedChange]
+    cursor: str
+
+
+class CursorExpired(Exception):
+    """The provider no longer knows the cursor (Graph 410 ``syncStateNotFound``, Calendar 410
+    ``fullSyncRequired``, People ``EXPIRED_SYNC_TOKEN``, Gmail 404 on an old history id): a full load
+    is needed. ``reason`` names which, for the sync log (never the cursor itself: it can be a URL
+    with a token in it)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class MailboxFeed(Protocol):
+    """One provider's change listing per connection and object: Graph delta links, Calendar and People
+    sync tokens, Gmail history ids. The cursor is opaque to the caller and saved by it."""
+
+    def changes(self, connection: Connection, object_type: ObjectType, cursor: str | None, now: datetime) -> FeedPage:
+        """What changed since ``cursor``; with ``None``, everything within the connection's filters (its
+        contact folder or group, its event window around ``now``, mail of its window), then the cursor
+        to continue from. Raises :class:`CursorExpired` when the provider no longer knows ``cursor``."""
+        ...
+
+    def calls(self) -> int: ...
+
+
+class CrmFeed(Protocol):
+    """Salesforce's side of the catch-up: one watermark query per object for the whole org."""
+
+    def changed_since(self, sobject: str, since: datetime, owners: Sequence[str]) -> list[FeedChange]:
+        """Records of these owners whose ``SystemModstamp`` is at or after ``since`` (``queryAll``:
+        deleted ones too, with ``deleted``), ``version`` their ``SystemModstamp``, as few queries as
+        the owner list allows."""
+        ...
+
+    def owned(self, sobject: str, owner: str, now: datetime, options: ConnectionOptions) -> list[FeedChange]:
+        """Every live record ``owner`` owns within the connection's filters (events: within its window
+        around ``now``): the Salesforce half of a first sync, reset or audit."""
+        ...
 
 
 class DeadLetters(Protocol):
