@@ -57,6 +57,9 @@ LOCAL_PARAMETERS: dict[str, str] = {
     "GraphAppSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:concord/graph-app",
     "GoogleServiceAccountSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:concord/google-sa",
     "GooglePushServiceAccount": "gmail-push@concord-local.iam.gserviceaccount.com",
+    # Schedules tick every minute here (``schedule_interval_s``), so a connection is caught up each
+    # minute: a change whose notification a sandbox dropped is repaired while one watches.
+    "CatchUpIntervalMinutes": "1",
 }
 
 

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from concord.notices import ObjectType
 
 __all__ = ["CONTAINER_HOST", "LocalSystem", "StartInterrupted"]
 
@@ -264,41 +263,24 @@ class LocalSystem:
         return DynamoSyncLog(self.stack.env["SYNC_LOG_TABLE"], dynamodb=dynamodb)
 
     def first_sync(self) -> list[ChangeNotice]:
-        """Ask the worker to sync every seeded mailbox contact and event once; the notices sent.
+        """Ask the workers for the first sync of every seeded connection now; the notices sent.
 
-        In AWS nothing is synced until something changes or the scheduled catch-up runs; ``make run``
-        wants the seeded records linked at once, so it puts on the changes queue the notices an ingress
-        function would have put there had each record just changed: one ``change`` per record, named by
-        its mailbox id, for its connection. Graph: the "Salesforce Sync" folder and the calendar of
-        ``seed.M365_USER``; Google: the contacts and primary-calendar events of ``seed.GOOGLE_USER``.
-        Both are read from the sandboxes' stores, this system's own seed (the Google sandbox offers no
-        public listing), not through the concord clients: those import ``concord.observability``, and
-        the Powertools Logger made at that import takes its service name from the environment of the
-        moment, which must be a function's (the runner's), not this process's.
+        In AWS the reconciler queues a new connection's first sync at its next run (every 15 minutes);
+        ``make run`` wants the seeded records linked at once, so it queues the same ``catch_up`` notices
+        (``resync: first_sync``, one per object) itself: a worker then loads both sides and queues a
+        ``change`` for every record, matching before it creates anything.
         """
-        by_provider = {c.provider: c for c in self.connections()}
-        graph, google = by_provider["graph"], by_provider["google"]
-        mailbox = self.graph.mailbox(graph.mailbox_user)
-        folder = mailbox.folders[str(graph.options.contact_folder_id)]
-        google_mailbox = self.google._mailbox(google.mailbox_user)
-        people = [name for name, person in google_mailbox.people.items() if not person.deleted]
-        meetings = [str(event.body["id"]) for event in google_mailbox.events.values() if not event.deleted]
-        records: list[tuple[Connection, ObjectType, list[str]]] = [
-            (graph, "contact", list(folder.items)),
-            (graph, "event", list(mailbox.calendar.items)),
-            (google, "contact", people),
-            (google, "event", meetings),
-        ]
         notices = [
             ChangeNotice(
                 source=connection.provider,
                 connection_id=connection.connection_id,
-                object_type=kind,
-                record_id=record_id,
-                provider_event_id=f"first-sync:{record_id}",
+                object_type=object_type,
+                kind="catch_up",
+                resync="first_sync",
+                provider_event_id=f"first-sync:{connection.connection_id}:{object_type}",
             )
-            for connection, kind, record_ids in records
-            for record_id in record_ids
+            for connection in self.connections()
+            for object_type in ("contact", "event", "email")
         ]
         ChangeQueue(self.stack.env["CHANGES_QUEUE_URL"], self.stack.client("sqs")).send(notices)
         return notices

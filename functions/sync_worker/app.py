@@ -61,6 +61,15 @@ def _emit_metrics(outcome: BatchOutcome) -> None:
         ) as one:
             one.add_dimension(name="Object", value=kind)
             one.add_dimension(name="Direction", value=direction)
+    if outcome.catch_up is not None:  # alarmed: CursorExpiredAgain and DriftFound (template.yaml)
+        done = outcome.catch_up
+        metrics.add_metric(name="CatchUpQueued", unit=MetricUnit.Count, value=done.queued)
+        metrics.add_metric(name="CatchUpDeferred", unit=MetricUnit.Count, value=done.deferred)
+        metrics.add_metric(name="CursorResyncs", unit=MetricUnit.Count, value=len(done.resyncs))
+        metrics.add_metric(name="CursorExpiredAgain", unit=MetricUnit.Count, value=len(done.alarms))
+        metrics.add_metric(name="DriftFound", unit=MetricUnit.Count, value=sum(done.drift.values()))
+        for alarm in done.alarms:
+            logger.error("cursor expired again", extra={"alarm": alarm})
     budget = service.crm.budget_left()
     if budget is not None:
         metrics.add_metric(name="SalesforceApiBudgetLeft", unit=MetricUnit.Percent, value=round(budget * 100, 1))

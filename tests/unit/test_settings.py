@@ -44,7 +44,10 @@ WORKER_ENV = {
     "CONNECTIONS_TABLE": "ConnectionsTable",
     "SYNC_LOG_TABLE": "SyncLogTable",
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
+    "CURSORS_TABLE": "CursorsTable",
+    "SUBSCRIPTIONS_TABLE": "SubscriptionsTable",
     "SALESFORCE_ORG_ID": "00D5g00000CNCRDEA0",
+    "WEBHOOK_BASE_URL": "https://abc123.execute-api.eu-west-1.amazonaws.com/v1",
 }
 SCHEDULER_ENV = {
     **PROVIDERS,

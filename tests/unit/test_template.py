@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from concord.settings import SchedulerSettings, WebhookSettings, WorkerSettings
+from concord.settings import ReconcilerSettings, SchedulerSettings, WebhookSettings, WorkerSettings
 from local.aws.provision import load_template
 from tests.support.events import EVENTS_DIR, event_names, load_event
 
@@ -31,7 +31,7 @@ FUNCTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "GoogleWebhookFunction": ("google_webhook", WebhookSettings),
     "SyncWorkerFunction": ("sync_worker", WorkerSettings),
     "SubscriptionsFunction": ("subscriptions", SchedulerSettings),
-    "ReconcilerFunction": ("reconciler", SchedulerSettings),
+    "ReconcilerFunction": ("reconciler", ReconcilerSettings),
 }
 TABLES = {
     "LinksTable": "LINKS_TABLE",

@@ -13,17 +13,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from concord.adapters.dead_letters import SqsRetryDelays
     from concord.adapters.google import GoogleClient
     from concord.adapters.graph import GraphClient
+    from concord.adapters.queue import ChangeQueue
+    from concord.ports import ConnectionStore, Mailbox
+    from concord.service.catchup import CatchUpPolicy, CatchUpSchedule
     from concord.service.channels import ChannelsService
     from concord.service.sync import SyncService
-    from concord.settings import SchedulerSettings, WorkerSettings, _ProviderEndpoints
+    from concord.settings import (
+        ReconcilerSettings,
+        SchedulerSettings,
+        WorkerSettings,
+        _CatchUpSettings,
+        _ProviderEndpoints,
+    )
 
-__all__ = ["SECRET_MAX_AGE_S", "Deadline", "channels_service", "retry_delays", "sync_service"]
+__all__ = [
+    "SECRET_MAX_AGE_S",
+    "Deadline",
+    "catch_up_policy",
+    "catch_up_schedule",
+    "channels_service",
+    "retry_delays",
+    "sync_service",
+]
 
 SECRET_MAX_AGE_S = 300
 #: Seconds kept back from the Lambda's remaining time: enough to log, report and return.
@@ -95,21 +113,40 @@ def _google_client(
     )
 
 
+def catch_up_policy(settings: _CatchUpSettings) -> CatchUpPolicy:
+    from concord.service.catchup import CatchUpPolicy
+
+    return CatchUpPolicy(
+        interval=timedelta(minutes=settings.catch_up_interval_minutes),
+        budget_floor=settings.salesforce_budget_floor_percent / 100,
+    )
+
+
 def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
-    """The sync worker's service on DynamoDB, SQS and the three real APIs."""
+    """The sync worker's service on DynamoDB, SQS and the three real APIs, with the catch-up and the
+    channels for the ``catch_up``, ``reauthorize`` and ``recreate_subscription`` notices on its queue."""
     from concord.adapters.crm import SalesforceCrm
     from concord.adapters.dead_letters import SqsDeadLetters
+    from concord.adapters.feeds import GoogleFeed, GraphFeed, SalesforceFeed
     from concord.adapters.google_mailbox import GoogleMailboxAdapter
     from concord.adapters.graph_mailbox import GraphMailboxAdapter
+    from concord.adapters.queue import ChangeQueue
     from concord.adapters.salesforce import SalesforceClient, SalesforceCredentials
-    from concord.adapters.stores import DynamoConnectionStore, DynamoDB, DynamoLinkStore, DynamoSyncLog
+    from concord.adapters.stores import (
+        DynamoConnectionStore,
+        DynamoCursorStore,
+        DynamoDB,
+        DynamoLinkStore,
+        DynamoSyncLog,
+    )
     from concord.core import default_mapping
+    from concord.service.catchup import CatchUpService
     from concord.service.sync import SyncService
 
     verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
     mapping = default_mapping()
     secrets = _Secrets()
-    # One connection for the three stores, made here rather than taken from a process-wide default, so a
+    # One connection for the stores, made here rather than taken from a process-wide default, so a
     # composition always talks to the endpoint its environment names now.
     dynamodb = DynamoDB()
 
@@ -127,14 +164,32 @@ def sync_service(settings: WorkerSettings, deadline: Deadline) -> SyncService:
     )
     graph = _graph_client(settings, secrets, verify, deadline)
     google = _google_client(settings, secrets, verify, deadline)
+    crm = SalesforceCrm(salesforce, mapping)
+    mailboxes: dict[str, Mailbox] = {"graph": GraphMailboxAdapter(graph), "google": GoogleMailboxAdapter(google)}
+    links = DynamoLinkStore(settings.links_table, dynamodb=dynamodb)
+    connections = DynamoConnectionStore(settings.connections_table, dynamodb=dynamodb)
+    queue = ChangeQueue(settings.changes_queue_url)
+    catch_up = CatchUpService(
+        connections=connections,
+        cursors=DynamoCursorStore(settings.cursors_table, dynamodb=dynamodb),
+        links=links,
+        queue=queue,
+        crm=crm,
+        crm_feed=SalesforceFeed(salesforce),
+        mailboxes=mailboxes,
+        feeds={"graph": GraphFeed(graph), "google": GoogleFeed(google)},
+        policy=catch_up_policy(settings),
+    )
     return SyncService(
-        crm=SalesforceCrm(salesforce, mapping),
-        mailboxes={"graph": GraphMailboxAdapter(graph), "google": GoogleMailboxAdapter(google)},
-        links=DynamoLinkStore(settings.links_table, dynamodb=dynamodb),
-        connections=DynamoConnectionStore(settings.connections_table, dynamodb=dynamodb),
+        crm=crm,
+        mailboxes=mailboxes,
+        links=links,
+        connections=connections,
         log=DynamoSyncLog(settings.sync_log_table, dynamodb=dynamodb),
         dead_letters=SqsDeadLetters(settings.changes_dlq_url),
         mapping=mapping,
+        catch_up=catch_up,
+        channels=_channels(settings, connections, graph, google, queue),
     )
 
 
@@ -150,20 +205,41 @@ def channels_service(settings: SchedulerSettings, deadline: Deadline) -> Channel
     catch-ups after a lapse on the changes queue."""
     from concord.adapters.queue import ChangeQueue
     from concord.adapters.stores import DynamoConnectionStore, DynamoDB
-    from concord.adapters.subscriptions import SubscriptionStore
-    from concord.service.channels import ChannelPolicy, ChannelsService
 
     verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
     secrets = _Secrets()
     graph = _graph_client(settings, secrets, verify, deadline)
     google = _google_client(settings, secrets, verify, deadline)
+    connections = DynamoConnectionStore(settings.connections_table, dynamodb=DynamoDB())
+    return _channels(settings, connections, graph, google, ChangeQueue(settings.changes_queue_url))
+
+
+def _channels(
+    settings: WorkerSettings | SchedulerSettings,
+    connections: ConnectionStore,
+    graph: GraphClient,
+    google: GoogleClient,
+    queue: ChangeQueue,
+) -> ChannelsService:
     import boto3  # the store takes a plain client: it is the one ingress reads channels with
 
+    from concord.adapters.subscriptions import SubscriptionStore
+    from concord.service.channels import ChannelPolicy, ChannelsService
+
     return ChannelsService(
-        connections=DynamoConnectionStore(settings.connections_table, dynamodb=DynamoDB()),
+        connections=connections,
         store=SubscriptionStore(settings.subscriptions_table, boto3.client("dynamodb")),
         graph=graph,
         google=google,
         policy=ChannelPolicy(webhook_base_url=settings.webhook_base_url, google_push_topic=settings.google_push_topic),
-        notices=ChangeQueue(settings.changes_queue_url),
+        notices=queue,
     )
+
+
+def catch_up_schedule(settings: ReconcilerSettings) -> CatchUpSchedule:
+    """The reconciler's schedule: which catch-ups to queue (no API credentials needed)."""
+    from concord.adapters.stores import DynamoConnectionStore, DynamoDB
+    from concord.service.catchup import CatchUpSchedule
+
+    connections = DynamoConnectionStore(settings.connections_table, dynamodb=DynamoDB())
+    return CatchUpSchedule(connections, catch_up_policy(settings))

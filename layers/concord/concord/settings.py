@@ -177,8 +177,22 @@ class WebhookSettings(_EnvSettings):
     )
 
 
-class WorkerSettings(_ProviderEndpoints):
-    """sync_worker: one SQS batch of change notices, end to end."""
+class _CatchUpSettings(_EnvSettings):
+    """How often every connection is caught up, and when catch-up work waits for the API budget."""
+
+    catch_up_interval_minutes: int = Field(default=60, alias="CATCH_UP_INTERVAL_MINUTES", ge=1, le=1440)
+    salesforce_budget_floor_percent: float = Field(
+        default=20.0,
+        alias="SALESFORCE_BUDGET_FLOOR_PERCENT",
+        ge=0,
+        le=100,
+        description="Below this share of the daily Salesforce API limit, scheduled catch-ups wait.",
+    )
+
+
+class WorkerSettings(_ProviderEndpoints, _CatchUpSettings):
+    """sync_worker: one SQS batch of change notices, end to end, and the catch-up and channel notices
+    that come on the same queue."""
 
     changes_queue_url: Url = Field(alias="CHANGES_QUEUE_URL")
     changes_dlq_url: Url = Field(alias="CHANGES_DLQ_URL")
@@ -186,10 +200,16 @@ class WorkerSettings(_ProviderEndpoints):
     connections_table: TableName = Field(alias="CONNECTIONS_TABLE")
     sync_log_table: TableName = Field(alias="SYNC_LOG_TABLE")
     idempotency_table: TableName = Field(alias="IDEMPOTENCY_TABLE")
+    cursors_table: TableName = Field(alias="CURSORS_TABLE")
+    subscriptions_table: TableName = Field(alias="SUBSCRIPTIONS_TABLE")
     salesforce_org_id: OrgId = Field(alias="SALESFORCE_ORG_ID")
+    webhook_base_url: Url = Field(alias="WEBHOOK_BASE_URL", description="Where push channels point (see below).")
+    google_push_topic: str | None = Field(
+        default=None, alias="GOOGLE_PUSH_TOPIC", pattern=r"^projects/[^/\s]+/topics/[^/\s]+$"
+    )
 
 
-class SchedulerSettings(_ProviderEndpoints):
+class SchedulerSettings(_ProviderEndpoints, _CatchUpSettings):
     """subscriptions and reconciler: keep push channels alive, catch up what notifications missed.
 
     They only enqueue change notices for what they find; the worker reads and writes the links.
@@ -211,3 +231,10 @@ class SchedulerSettings(_ProviderEndpoints):
         pattern=r"^projects/[^/\s]+/topics/[^/\s]+$",
         description="Pub/Sub topic for Gmail watch; unset means Gmail push is off (catch-up only).",
     )
+
+
+class ReconcilerSettings(_CatchUpSettings):
+    """reconciler: queues the catch-ups that are due; the workers run them, so it reaches no API."""
+
+    changes_queue_url: Url = Field(alias="CHANGES_QUEUE_URL")
+    connections_table: TableName = Field(alias="CONNECTIONS_TABLE")

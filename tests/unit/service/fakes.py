@@ -5,13 +5,18 @@ drive the service without I/O. The HTTP adapters are tested against the sandboxe
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from concord.core import MailboxRecord, Operation, SalesforceRecord, default_mapping
-from concord.ports import Connection, WriteResult
+from concord.ports import Connection, CursorExpired, FeedChange, FeedPage, WriteResult
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from datetime import datetime
+
+    from concord.core import ConnectionOptions
+    from concord.notices import ChangeNotice, ObjectType
 
 _ids = itertools.count(1)
 
@@ -198,3 +203,83 @@ class FakeDeadLetters:
 
     def send(self, body: str, reason: str, *, message_id: str, attributes: Mapping[str, str] | None = None) -> None:
         self.sent.append((message_id, reason, body))
+
+
+@dataclass
+class FakeFeed:
+    """A mailbox change log: cursor = the sequence number read up to; ``expire`` makes cursors unknown."""
+
+    log: list[tuple[int, str, str, bool]] = field(default_factory=list)  # (seq, object, id, deleted)
+    live: dict[str, set[str]] = field(default_factory=dict)
+    generation: int = 0  # cursors of an older generation are unknown to the provider
+    expire_full_loads: bool = False
+    fail_with: Exception | None = None
+    api_calls: int = 0
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def change(self, object_type: str, record_id: str, *, deleted: bool = False) -> None:
+        self.log.append((next(self.seq), object_type, record_id, deleted))
+        items = self.live.setdefault(object_type, set())
+        (items.discard if deleted else items.add)(record_id)
+
+    def head(self) -> int:
+        return self.log[-1][0] if self.log else 0
+
+    def expire(self) -> None:
+        self.generation += 1
+
+    def _cursor(self) -> str:
+        return f"{self.head()}@{self.generation}"
+
+    def changes(self, connection: Connection, object_type: ObjectType, cursor: str | None, now: datetime) -> FeedPage:
+        self.api_calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        if cursor is None:
+            if self.expire_full_loads:
+                raise CursorExpired("skip token expired during the full load")
+            ids = sorted(self.live.get(object_type, set()))
+            return FeedPage([FeedChange(i) for i in ids], self._cursor())
+        since, generation = (int(part) for part in cursor.split("@"))
+        if generation < self.generation:
+            raise CursorExpired("delta token expired (410)")
+        found = [FeedChange(i, deleted=d) for seq, o, i, d in self.log if seq > since and o == object_type]
+        return FeedPage(found, self._cursor())
+
+    def calls(self) -> int:
+        return self.api_calls
+
+
+@dataclass
+class FakeCrmFeed:
+    """Salesforce records (id → (sobject, owner, SystemModstamp, deleted)) as the watermark query sees them."""
+
+    records: dict[str, tuple[str, str, datetime, bool]] = field(default_factory=dict)
+    queries: list[tuple[str, datetime, tuple[str, ...]]] = field(default_factory=list)
+
+    def changed_since(self, sobject: str, since: datetime, owners: Sequence[str]) -> list[FeedChange]:
+        self.queries.append((sobject, since, tuple(owners)))
+        return [
+            FeedChange(i, deleted=deleted, version=stamp.isoformat())
+            for i, (s, owner, stamp, deleted) in self.records.items()
+            if s == sobject and owner in owners and stamp >= since
+        ]
+
+    def owned(self, sobject: str, owner: str, now: datetime, options: ConnectionOptions) -> list[FeedChange]:
+        return [
+            FeedChange(i, version=stamp.isoformat())
+            for i, (s, o, stamp, deleted) in self.records.items()
+            if s == sobject and o == owner and not deleted
+        ]
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.sent: list[ChangeNotice] = []
+
+    def send(self, notices: Sequence[ChangeNotice], /) -> None:
+        self.sent.extend(notices)
+
+    def take(self) -> list[ChangeNotice]:
+        sent, self.sent = self.sent, []
+        return sent

@@ -5,20 +5,19 @@ the sandboxes (tests/integration); this pins down the service's own decisions.""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from concord.adapters.http import PermanentError, TransientError
-from concord.adapters.memory import MemoryConnectionStore, MemoryCursorStore, MemoryLinkStore, MemorySyncLog
+from concord.adapters.memory import MemoryConnectionStore, MemoryCursorStore, MemoryLinkStore
 from concord.core import ConnectionOptions, LinkState
 from concord.notices import ChangeNotice
-from concord.ports import Connection, CursorExpired, FeedChange, FeedPage, StoredLink
-from concord.service.catchup import CatchUpPolicy, CatchUpService
+from concord.ports import Connection, StoredLink
+from concord.service.catchup import CatchUpPolicy, CatchUpSchedule, CatchUpService
 
-from .fakes import FakeCrm, FakeMailbox
+from .fakes import FakeCrm, FakeCrmFeed, FakeFeed, FakeMailbox, Queue
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,93 +39,12 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-@dataclass
-class FakeFeed:
-    """A mailbox change log: cursor = the sequence number read up to; ``expire`` makes cursors unknown."""
-
-    log: list[tuple[int, str, str, bool]] = field(default_factory=list)  # (seq, object, id, deleted)
-    live: dict[str, set[str]] = field(default_factory=dict)
-    generation: int = 0  # cursors of an older generation are unknown to the provider
-    expire_full_loads: bool = False
-    fail_with: Exception | None = None
-    api_calls: int = 0
-    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def change(self, object_type: str, record_id: str, *, deleted: bool = False) -> None:
-        self.log.append((next(self.seq), object_type, record_id, deleted))
-        items = self.live.setdefault(object_type, set())
-        (items.discard if deleted else items.add)(record_id)
-
-    def head(self) -> int:
-        return self.log[-1][0] if self.log else 0
-
-    def expire(self) -> None:
-        self.generation += 1
-
-    def _cursor(self) -> str:
-        return f"{self.head()}@{self.generation}"
-
-    def changes(self, connection: Connection, object_type: ObjectType, cursor: str | None, now: datetime) -> FeedPage:
-        self.api_calls += 1
-        if self.fail_with is not None:
-            raise self.fail_with
-        if cursor is None:
-            if self.expire_full_loads:
-                raise CursorExpired("skip token expired during the full load")
-            ids = sorted(self.live.get(object_type, set()))
-            return FeedPage([FeedChange(i) for i in ids], self._cursor())
-        since, generation = (int(part) for part in cursor.split("@"))
-        if generation < self.generation:
-            raise CursorExpired("delta token expired (410)")
-        found = [FeedChange(i, deleted=d) for seq, o, i, d in self.log if seq > since and o == object_type]
-        return FeedPage(found, self._cursor())
-
-    def calls(self) -> int:
-        return self.api_calls
-
-
-@dataclass
-class FakeCrmFeed:
-    """Salesforce records (id → (sobject, owner, SystemModstamp, deleted)) as the watermark query sees them."""
-
-    records: dict[str, tuple[str, str, datetime, bool]] = field(default_factory=dict)
-    queries: list[tuple[str, datetime, tuple[str, ...]]] = field(default_factory=list)
-
-    def changed_since(self, sobject: str, since: datetime, owners: Sequence[str]) -> list[FeedChange]:
-        self.queries.append((sobject, since, tuple(owners)))
-        return [
-            FeedChange(i, deleted=deleted, version=stamp.isoformat())
-            for i, (s, owner, stamp, deleted) in self.records.items()
-            if s == sobject and owner in owners and stamp >= since
-        ]
-
-    def owned(self, sobject: str, owner: str, now: datetime, options: ConnectionOptions) -> list[FeedChange]:
-        return [
-            FeedChange(i, version=stamp.isoformat())
-            for i, (s, o, stamp, deleted) in self.records.items()
-            if s == sobject and o == owner and not deleted
-        ]
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.sent: list[ChangeNotice] = []
-
-    def send(self, notices: Sequence[ChangeNotice], /) -> None:
-        self.sent.extend(notices)
-
-    def take(self) -> list[ChangeNotice]:
-        sent, self.sent = self.sent, []
-        return sent
-
-
 class World:
     def __init__(self, *, policy: CatchUpPolicy | None = None) -> None:
         self.clock = Clock()
         self.connections = MemoryConnectionStore()
         self.cursors = MemoryCursorStore()
         self.links = MemoryLinkStore()
-        self.log = MemorySyncLog()
         self.queue = Queue()
         self.crm = FakeCrm()
         self.crm_feed = FakeCrmFeed()
@@ -136,7 +54,6 @@ class World:
             connections=self.connections,
             cursors=self.cursors,
             links=self.links,
-            log=self.log,
             queue=self.queue,
             crm=self.crm,
             crm_feed=self.crm_feed,
@@ -145,6 +62,7 @@ class World:
             policy=policy,
             clock=self.clock,
         )
+        self.schedule = CatchUpSchedule(self.connections, policy, self.clock)
 
     def connect(self, connection_id: str = "conn_ada", owner: str = OWNER, **health: Any) -> Connection:
         user = f"{connection_id}@contoso.example"
@@ -257,9 +175,9 @@ def test_an_expired_cursor_leads_to_one_full_load_with_its_reason_and_the_connec
     world.feed.expire()
     outcome = world.service.handle([world.catch_up()])
     assert _ids(world.queue.take()) == [("AAMk1", False), ("AAMk2", False), ("AAMk3", False)]
+    entries = [e for e in outcome.entries if "cursor expired" in e.reason]
     assert outcome.resyncs == ["conn_ada/contact: cursor expired (delta token expired (410))"]
     assert outcome.alarms == []
-    entries = [e for e in world.log.by_connection("conn_ada") if "cursor expired" in e.reason]
     assert [e.status for e in entries] == ["synced"]
     assert "full re-sync (cursor expired (delta token expired (410)))" in entries[0].reason
     connection = world.connections.get("conn_ada")
@@ -360,14 +278,14 @@ def test_scheduled_catch_ups_wait_while_the_api_budget_is_low_but_pushes_do_not(
 
 def test_the_schedule_asks_for_salesforce_every_run_and_each_connection_hourly() -> None:
     world = World()
-    assert world.service.due() == []  # nothing to catch up for nobody
+    assert world.schedule.due() == []  # nothing to catch up for nobody
     world.connect(last_catch_up_at="2026-12-04T08:30:00Z", last_audit_at="2026-12-04T08:00:00Z")
-    due = world.service.due()
+    due = world.schedule.due()
     assert sorted(n.object_type for n in due if n.source == "salesforce") == ["contact", "event", "lead"]
     assert [n for n in due if n.source == "graph"] == []  # caught up half an hour ago
     assert all(n.scheduled for n in due)
     world.clock.advance(minutes=31)
-    due = world.service.due()
+    due = world.schedule.due()
     assert sorted(n.object_type for n in due if n.source == "graph") == ["contact", "email", "event"]
 
 
@@ -376,13 +294,13 @@ def test_a_new_connection_gets_one_first_sync_and_every_connection_a_daily_audit
     world.connections.put(
         Connection("conn_new", "graph", "new@contoso.example", OWNER, ConnectionOptions(provider="graph"))
     )
-    first = [n for n in world.service.due() if n.connection_id]
+    first = [n for n in world.schedule.due() if n.connection_id]
     assert {n.resync for n in first} == {"first_sync"} and len(first) == 3
-    assert [n for n in world.service.due() if n.connection_id] == []  # asked for already
+    assert [n for n in world.schedule.due() if n.connection_id] == []  # asked for already
     world.service.handle(first)
     assert world.health("conn_new")["first_sync_at"]
     world.clock.advance(hours=2)
-    audit = [n for n in world.service.due() if n.connection_id]
+    audit = [n for n in world.schedule.due() if n.connection_id]
     assert {n.resync for n in audit} == {"audit"}
 
 
@@ -400,7 +318,7 @@ def test_a_reset_clears_links_and_cursors_and_loads_both_sides_again() -> None:
     world.links.put_many([StoredLink("conn_ada", link)])
     world.service.handle([world.catch_up()])
     world.queue.take()
-    notices = world.service.reset("conn_ada")
+    notices = world.schedule.reset("conn_ada", links=world.links, cursors=world.cursors)
     assert world.links.list("conn_ada") == [] and world.cursors.get("conn_ada", "contact") is None
     assert {n.resync for n in notices} == {"reset"}
     world.queue.take()
@@ -454,7 +372,7 @@ def test_a_throttled_feed_retries_its_notice_after_retry_after() -> None:
     notice = world.catch_up()
     outcome = world.service.handle([notice])
     assert outcome.retry == {notice.id: 30.0}
-    assert world.log.by_connection("conn_ada")[0].status == "failed"
+    assert [e.status for e in outcome.entries] == ["failed"]
 
 
 def test_repeated_failures_degrade_the_connection_and_a_success_restores_it() -> None:
@@ -479,6 +397,6 @@ def test_a_suspended_connection_keeps_its_cursor() -> None:
     world.connect()
     world.connections.set_status("conn_ada", "suspended")
     world.feed.change("contact", "AAMk1")
-    world.service.handle([world.catch_up()])
+    outcome = world.service.handle([world.catch_up()])
     assert world.queue.take() == [] and world.feed.api_calls == 0
-    assert "suspended" in world.log.by_connection("conn_ada")[0].reason
+    assert "suspended" in outcome.entries[0].reason

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from concord.adapters.memory import MemoryConnectionStore, MemoryLinkStore, MemorySyncLog
+from concord.adapters.http import TransientError
+from concord.adapters.memory import MemoryConnectionStore, MemoryCursorStore, MemoryLinkStore, MemorySyncLog
 from concord.core import ConnectionOptions, DeleteLimits, LinkState
 from concord.notices import ChangeNotice, encode_message
 from concord.ports import Connection, LinkKey, StoredLink, WriteResult
+from concord.service.catchup import CatchUpService
 from concord.service.sync import CLAIM_LEASE_S, QueueMessage, SyncService
-from tests.unit.service.fakes import FakeCrm, FakeDeadLetters, FakeMailbox
+from tests.unit.service.fakes import FakeCrm, FakeCrmFeed, FakeDeadLetters, FakeFeed, FakeMailbox, Queue
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 USER = "ada@example.com"
@@ -253,16 +255,47 @@ def test_deletes_are_held_past_the_limit_counted_over_the_window_not_per_batch()
     assert world.link_of("mailbox", items[2]).link.status == "linked"  # kept, to delete once approved
 
 
-@pytest.mark.parametrize("kind", ["catch_up"])
-def test_notices_for_the_scheduled_functions_are_dead_lettered_with_a_reason_not_dropped(kind: str) -> None:
+def test_a_worker_without_the_catch_up_dead_letters_catch_up_notices_with_a_reason() -> None:
     world = World()
     notice = ChangeNotice(
-        source="graph", connection_id="conn_ada", object_type="contact", kind=kind, provider_event_id="x"
+        source="graph", connection_id="conn_ada", object_type="contact", kind="catch_up", provider_event_id="x"
     )
 
     world.run(world.message(notice))
 
-    assert "scheduled functions" in world.dlq.sent[0][1]
+    assert "no service for catch_up notices" in world.dlq.sent[0][1]
+
+
+def test_catch_up_notices_run_beside_changes_and_only_a_failed_catch_up_comes_back() -> None:
+    world = World()
+    feed, queue = FakeFeed(), Queue()
+    world.service.catch_up = CatchUpService(
+        connections=world.connections,
+        cursors=MemoryCursorStore(),
+        links=world.links,
+        queue=queue,
+        crm=world.crm,
+        crm_feed=FakeCrmFeed(),
+        mailboxes={"graph": world.mailbox},
+        feeds={"graph": feed},
+        clock=lambda: world.now,
+    )
+    feed.change("contact", "AAMk-missed")
+    item = world.mailbox.add(USER, "contact", **graph_contact("Ada", "Lovelace", "ada@analytical.org"))
+    catch_up = ChangeNotice(
+        source="graph", connection_id="conn_ada", object_type="contact", kind="catch_up", provider_event_id="ping"
+    )
+
+    outcome = world.run(world.message(world.notice("graph", item)), world.message(catch_up))
+
+    assert [(n.kind, n.record_id) for n in queue.sent] == [("change", "AAMk-missed")]
+    assert outcome.retry == {} and outcome.catch_up is not None and outcome.catch_up.queued == 1
+    assert [op.action for op in world.crm.writes] == ["create"]  # the change synced in the same batch
+    assert any("caught up" in e.reason or "full re-sync" in e.reason for e in world.log.by_connection("conn_ada"))
+
+    feed.fail_with = TransientError("graph", "503 Service Unavailable", retry_after=7.0)
+    retried = world.run(world.message(world.notice("graph", item)), world.message(catch_up))
+    assert retried.retry == {"msg-4": 7.0}  # the catch-up's message only, after its Retry-After
 
 
 def graph_meeting(subject: str, *attendees: str, **extra: Any) -> dict[str, Any]:

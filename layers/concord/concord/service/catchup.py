@@ -8,7 +8,7 @@ the same path, with the same guarantees, as a pushed one.
 
 Where ``catch_up`` notices come from: ingress (a Gmail push, a Calendar ping, a Graph ``missed``
 lifecycle event, a Salesforce ``GAP_OVERFLOW``), the channels service (after a channel lapsed), and the
-reconciler's schedule (:meth:`CatchUpService.due`): Salesforce objects every run, each connection at least
+reconciler's schedule (:meth:`CatchUpSchedule.due`): Salesforce objects every run, each connection at least
 every :attr:`CatchUpPolicy.interval` even while pushes arrive (a silent channel is found within the hour),
 a first sync for a new connection and the daily drift audit. The reconciler only queues; the work runs in
 the workers, in parallel, so a run's cost does not grow with the number of connections.
@@ -27,7 +27,8 @@ Guarantees:
   sync log with its reason; it never fails the connection. A cursor that expires again during that load,
   or within :attr:`CatchUpPolicy.resync_cooldown` of it, raises an alarm (outcome ``alarms``, the
   function's ``CursorExpiredAgain`` metric) and waits instead of looping.
-* **First sync, reset, sync now** (``resync`` notices): a full load of both sides within the filters,
+* **First sync, reset, sync now** (``resync`` notices; :meth:`CatchUpSchedule.reset` clears a
+  connection first): a full load of both sides within the filters,
   every record queued; the worker matches before it creates, so nothing is duplicated and, since a first
   sync only links and fills in, no attendee is mailed.
 * **Drift audit** (``resync: audit``): both sides listed and compared with the links; only disagreements
@@ -69,11 +70,17 @@ if TYPE_CHECKING:
         Mailbox,
         MailboxFeed,
         StoredLink,
-        SyncLog,
     )
     from concord.service.channels import NoticeSink
 
-__all__ = ["MAILBOX_OBJECTS", "SALESFORCE_OBJECTS", "CatchUpOutcome", "CatchUpPolicy", "CatchUpService"]
+__all__ = [
+    "MAILBOX_OBJECTS",
+    "SALESFORCE_OBJECTS",
+    "CatchUpOutcome",
+    "CatchUpPolicy",
+    "CatchUpSchedule",
+    "CatchUpService",
+]
 
 #: The mailbox objects a connection catches up, and the Salesforce objects the org watermark covers.
 MAILBOX_OBJECTS: tuple[ObjectType, ...] = ("contact", "event", "email")
@@ -166,37 +173,19 @@ def _reason(exc: Exception) -> str:
     return text[:_MAX_REASON]
 
 
-class CatchUpService:
-    """See the module docstring. Built by ``bootstrap`` for the worker and the reconciler."""
+class CatchUpSchedule:
+    """What the reconciler queues each run, and what a reset or sync-now asks for (no API credentials
+    needed: the workers do the work)."""
 
     def __init__(
         self,
-        *,
         connections: ConnectionStore,
-        cursors: CursorStore,
-        links: LinkStore,
-        log: SyncLog,
-        queue: NoticeSink,
-        crm: Crm,
-        crm_feed: CrmFeed,
-        mailboxes: Mapping[str, Mailbox],
-        feeds: Mapping[str, MailboxFeed],
         policy: CatchUpPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.connections = connections
-        self.cursors = cursors
-        self.links = links
-        self.log = log
-        self.queue = queue
-        self.crm = crm
-        self.crm_feed = crm_feed
-        self.mailboxes = mailboxes
-        self.feeds = feeds
         self.policy = policy or CatchUpPolicy()
         self.clock = clock
-
-    # ------------------------------------------------------------------ the reconciler's schedule
 
     def due(self) -> list[ChangeNotice]:
         """The scheduled catch-ups to queue now: each Salesforce object (when any connection is live),
@@ -255,25 +244,54 @@ class CatchUpService:
             for object_type in MAILBOX_OBJECTS
         ]
 
-    def reset(self, connection_id: str) -> list[ChangeNotice]:
-        """Lightning Sync's reset: clear the connection's links and cursors, then queue a full load that
-        re-matches every record (matching finds each pair again, so nothing is duplicated)."""
+    def reset(self, connection_id: str, *, links: LinkStore, cursors: CursorStore) -> list[ChangeNotice]:
+        """Lightning Sync's reset: clear the connection's links and cursors; the notices returned, once
+        queued, load both sides again and re-match every record (matching finds each pair again, so
+        nothing is duplicated and nobody is mailed)."""
         connection = self.connections.get(connection_id)
         if connection is None:
             raise LookupError(f"no connection {connection_id!r}")
-        for stored in self.links.list(connection_id):
-            self.links.delete(stored)
+        for stored in links.list(connection_id):
+            links.delete(stored)
         for object_type in MAILBOX_OBJECTS:
-            self.cursors.delete(connection_id, object_type)
-            self.cursors.delete(connection_id, f"{object_type}#resync")
-        notices = self.requests(connection, "reset", scheduled=False)
-        self.queue.send(notices)
-        return notices
+            cursors.delete(connection_id, object_type)
+            cursors.delete(connection_id, f"{object_type}#resync")
+        return self.requests(connection, "reset", scheduled=False)
+
+
+class CatchUpService:
+    """See the module docstring. Built by ``bootstrap`` for the worker and the reconciler."""
+
+    def __init__(
+        self,
+        *,
+        connections: ConnectionStore,
+        cursors: CursorStore,
+        links: LinkStore,
+        queue: NoticeSink,
+        crm: Crm,
+        crm_feed: CrmFeed,
+        mailboxes: Mapping[str, Mailbox],
+        feeds: Mapping[str, MailboxFeed],
+        policy: CatchUpPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.connections = connections
+        self.cursors = cursors
+        self.links = links
+        self.queue = queue
+        self.crm = crm
+        self.crm_feed = crm_feed
+        self.mailboxes = mailboxes
+        self.feeds = feeds
+        self.policy = policy or CatchUpPolicy()
+        self.clock = clock
 
     # ------------------------------------------------------------------ catch_up notices
 
     def handle(self, notices: Sequence[ChangeNotice]) -> CatchUpOutcome:
-        """Run the ``catch_up`` notices of one worker batch (repeats of one object run once)."""
+        """Run the ``catch_up`` notices of one worker batch (repeats of one object run once). The caller
+        appends ``entries`` to the sync log with the rest of its batch."""
         outcome = CatchUpOutcome()
         budget = self.crm.budget_left()
         low_budget = budget is not None and budget < self.policy.budget_floor
@@ -302,8 +320,6 @@ class CatchUpService:
                 )
                 continue
             self._guarded(outcome, notice, connection, partial(self._mailbox, connection, notice, outcome))
-        if outcome.entries:
-            self.log.append(outcome.entries)
         return outcome
 
     def _guarded(

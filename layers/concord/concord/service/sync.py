@@ -67,6 +67,8 @@ if TYPE_CHECKING:
         SyncLog,
         WriteResult,
     )
+    from concord.service.catchup import CatchUpOutcome, CatchUpService
+    from concord.service.channels import ChannelsService
 
 __all__ = ["CLAIM_LEASE_S", "BatchOutcome", "QueueMessage", "SyncService"]
 
@@ -112,6 +114,8 @@ class BatchOutcome:
     lag_s: float | None = None
     #: API calls this batch made, per system (``salesforce``, ``graph``, ``google``)
     calls: Counter[str] = field(default_factory=Counter)
+    #: what the batch's ``catch_up`` notices did (queued, re-syncs, alarms, drift), if it had any
+    catch_up: CatchUpOutcome | None = None
 
     def count(self, status: LogStatus) -> int:
         return sum(1 for entry in self.entries if entry.status == status)
@@ -171,9 +175,13 @@ class SyncService:
         log: SyncLog,
         dead_letters: DeadLetters,
         mapping: MappingSet | None = None,
+        catch_up: CatchUpService | None = None,
+        channels: ChannelsService | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.crm = crm
+        self.catch_up = catch_up
+        self.channels = channels
         self.mailboxes = mailboxes
         self.links = links
         self.connections = connections
@@ -191,6 +199,7 @@ class SyncService:
         calls_before = self._calls()
         bodies = {message.message_id: message.body for message in messages}
         notices = self._decode(messages, outcome)
+        self._scheduled_work([(m, n) for m, n in notices if n.kind != "change"], outcome, now)
         items = self._items(notices, outcome, now)
         if items and time_left() > TIME_MARGIN_S:
             self._sync(items, now, time_left, replan=True)
@@ -200,6 +209,35 @@ class SyncService:
         self._finish(items, outcome, bodies, now)
         outcome.calls = self._calls() - calls_before
         return outcome
+
+    def _scheduled_work(self, notices: list[tuple[str, ChangeNotice]], outcome: BatchOutcome, now: datetime) -> None:
+        """``catch_up`` notices go to the catch-up (what it finds comes back as ``change`` notices),
+        ``reauthorize`` and ``recreate_subscription`` to the channels; a catch-up that failed transiently
+        hands its message back. Without those services (a worker built for changes only) they go to the
+        DLQ with the reason, to be redriven."""
+        catch_ups = [(m, n) for m, n in notices if n.kind == "catch_up"]
+        channel_work = [(m, n) for m, n in notices if n.kind != "catch_up"]
+        for message_id, notice in (catch_ups if self.catch_up is None else []) + (
+            channel_work if self.channels is None else []
+        ):
+            self._dead_letter(
+                outcome, message_id, None, f"this worker has no service for {notice.kind} notices", notice=notice
+            )
+        if self.catch_up is not None and catch_ups:
+            done = self.catch_up.handle([n for _, n in catch_ups])
+            outcome.entries.extend(done.entries)
+            outcome.catch_up = done
+            for message_id, notice in catch_ups:
+                if notice.id in done.retry:
+                    delay = max(outcome.retry.get(message_id) or 0.0, done.retry[notice.id] or 0.0) or None
+                    outcome.retry[message_id] = delay
+        if self.channels is not None:
+            for _, notice in channel_work:
+                result = self.channels.handle_notice(notice)
+                failed = "; ".join(f.reason for f in result.failures)
+                status: LogStatus = "failed" if failed else "synced"
+                reason = failed or f"{notice.kind}: " + ", ".join(f"{k} {v}" for k, v in result.summary().items() if v)
+                outcome.entries.append(self._entry_for_notice(notice, status, reason or notice.kind, now))
 
     def _calls(self) -> Counter[str]:
         calls = Counter({"salesforce": self.crm.calls()})
@@ -231,14 +269,7 @@ class SyncService:
         mb_notices: list[tuple[str, ChangeNotice]] = []
         for message_id, notice in notices:
             if notice.kind != "change":
-                # Catch-up and channel work belong to the reconciler and subscriptions functions.
-                self._dead_letter(
-                    outcome,
-                    message_id,
-                    None,
-                    f"{notice.kind} notices are handled by the scheduled functions, not the sync worker",
-                    notice=notice,
-                )
+                continue  # catch-up and channel work: _scheduled_work
             elif notice.source == "salesforce":
                 sf_notices.append((message_id, notice))
             else:
