@@ -375,3 +375,25 @@ def test_env_json_sets_only_declared_variables(template: dict[str, Any]) -> None
         assert isinstance(value, dict), f"env.json: {key} must be an object (SAM rejects anything else)"
         if key in FUNCTIONS:
             assert set(value) <= set(function_env(template, key))
+
+
+@pytest.mark.parametrize(
+    ("metric", "service"),
+    [
+        ("CursorExpiredAgain", "sync_worker"),
+        ("DriftFound", "sync_worker"),
+        ("ChannelFailures", "subscriptions"),
+        ("SalesforceApiBudgetLeft", "sync_worker"),
+    ],
+)
+def test_the_catch_up_and_channel_metrics_are_alarmed_where_they_are_emitted(
+    template: dict[str, Any], metric: str, service: str
+) -> None:
+    """Each metric is emitted by the named function (Powertools adds its service as the one dimension);
+    an alarm on another dimension set would watch a metric that never exists."""
+    alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
+    (alarm,) = [a for a in alarms if a["MetricName"] == metric]
+    assert alarm["Namespace"] == "Concord"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+    source = (ROOT / "functions" / service / "app.py").read_text()
+    assert f'name="{metric}"' in source
