@@ -102,7 +102,7 @@ run: deps
 	$(PY) -m local.run --bind $(BIND)
 
 bench: deps
-	@if [ -n "$(B)" ]; then $(PY) -m bench.$(B); else for b in local core ingress worker e2e; do \
+	@if [ -n "$(B)" ]; then $(PY) -m bench.$(B); else for b in local core ingress worker catchup e2e; do \
 	  if [ -f bench/$$b.py ]; then $(PY) -m bench.$$b || exit 1; else echo "bench $$b: not built yet"; fi; done; fi
 
 clean:
