@@ -437,3 +437,34 @@ def test_a_google_calendar_event_the_user_organises_becomes_a_salesforce_event(
     [event] = [e for e in system.salesforce.live_records("Event") if e.get("Subject") == "Design review"]
     assert event["Concord_ICalUID__c"] == made["iCalUID"]
     assert worker.link(GOOGLE_CONNECTION, "event", "mailbox", made["id"]).link.salesforce_id == event["Id"]
+
+
+def test_a_contact_created_in_google_joins_the_connections_sync_group_and_stays_in_scope(
+    system: LocalSystem, worker: Worker
+) -> None:
+    client = _google_client(system)
+    group = client.ensure_contact_group(seed.GOOGLE_USER, "Salesforce Sync")
+    _with_options(system, worker, GOOGLE_CONNECTION, contact_group=group)
+    try:
+        contacts = [
+            system.salesforce.insert("Contact", FirstName="Mary", LastName=f"Jackson{i}", Email=f"mary{i}@nasa.example")
+            for i in range(2)  # two: People's batch create, and one alone below
+        ]
+        worker.sync(*(worker.notice("salesforce", c) for c in contacts))
+        solo = system.salesforce.insert("Contact", FirstName="Dorothy", LastName="Vaughan", Email="dv@nasa.example")
+        worker.sync(worker.notice("salesforce", solo))
+
+        for contact in [*contacts, solo]:
+            link = worker.link(GOOGLE_CONNECTION, "contact", "salesforce", contact)
+            assert link is not None and link.link.mailbox_id is not None
+            person = client.get_contact(seed.GOOGLE_USER, link.link.mailbox_id)
+            groups = {m["contactGroupMembership"]["contactGroupResourceName"] for m in person.get("memberships", [])}
+            assert group in groups
+            # Its own echo finds it in scope: still linked, not filtered out.
+            worker.sync(worker.notice("google", link.link.mailbox_id))
+            after = worker.link(GOOGLE_CONNECTION, "contact", "mailbox", link.link.mailbox_id)
+            assert after is not None and after.link.status == "linked"
+            entries = worker.log.by_record(f"google#contact#{link.link.mailbox_id}")
+            assert entries and "filter" not in entries[0].reason
+    finally:
+        _with_options(system, worker, GOOGLE_CONNECTION, contact_group=None)

@@ -128,7 +128,9 @@ class GoogleMailboxAdapter:
             return  # one create needs no batch
         try:
             made = self.client.batch_create_contacts(
-                connection.mailbox_user, [op.body for _, op, _ in creates], markers=[str(key) for _, _, key in creates]
+                connection.mailbox_user,
+                [_in_group(connection, op.body) for _, op, _ in creates],
+                markers=[str(key) for _, _, key in creates],
             )
         except ConnectorError as exc:
             for i, op, _ in creates:
@@ -171,7 +173,7 @@ class GoogleMailboxAdapter:
         contact = kind == "contact"
         if op.action == "create":
             if contact:
-                return self.client.create_contact(user, op.body, marker=key)
+                return self.client.create_contact(user, _in_group(connection, op.body), marker=key)
             return self.client.insert_event(user, op.body, event_id=event_id_for(key) if key else None)
         assert op.record_id is not None
         if op.action == "update":
@@ -183,3 +185,13 @@ class GoogleMailboxAdapter:
             (self.client.delete_contact if contact else self.client.delete_event)(user, op.record_id)
             return None
         raise ValueError(f"Google cannot {op.action} a {kind}")
+
+
+def _in_group(connection: Connection, person: Mapping[str, Any]) -> dict[str, Any]:
+    """A new contact joins the connection's sync group: outside it the next read would find it out of
+    the connection's scope (Lightning Sync's filter), and a user would not find it where they look."""
+    group = connection.options.contact_group
+    if group is None:
+        return dict(person)
+    membership = {"contactGroupMembership": {"contactGroupResourceName": group}}
+    return {**person, "memberships": [*person.get("memberships", ()), membership]}
