@@ -9,8 +9,8 @@ change event, dropped or duplicated with the sandbox's notification fault switch
 queue is drained by invoking the worker with real SQS records, as Lambda's event source does; the pushes
 that the worker's own writes cause flow into the queue too (echoes the worker must recognise).
 
-The scheduled catch-up is not built yet, so the end stands in for it: one notice for every record of the
-example on both sides, then a last drain. Then:
+Then the real catch-up runs, as the reconciler queues it (the Outlook connection's delta and the org's
+``SystemModstamp`` watermark, run by the worker, whose findings are queued and drained). Then:
 
 - each person exists exactly once in Salesforce, in the Outlook folder and in the Google mailbox (the
   Salesforce user's second connection), and the Outlook pair is linked;
@@ -427,21 +427,26 @@ class Example:
         )
 
     def catch_up(self) -> None:
-        """What the scheduled catch-up will do: a notice for every record of the example, on both sides."""
-        notices: list[ChangeNotice] = []
-        for person in self.people:
-            salesforce_id, graph_id = self.ids(person)
-            if graph_id is not None:
-                notices += self.h.graph_notice(graph_id, 1)
-            if salesforce_id is not None:
-                notices.append(
-                    ChangeNotice(
-                        source="salesforce",
-                        object_type="contact",
-                        record_id=salesforce_id,
-                        provider_event_id=f"catch-up:{salesforce_id}:{self.tag}",
-                    )
-                )
+        """The real catch-up, as the reconciler queues it: the Outlook connection's contacts from its delta
+        cursor (a full load the first time) and the org's Contacts from the ``SystemModstamp`` watermark;
+        what they find goes on the queue as change notices and is synced like a push."""
+        notices = [
+            ChangeNotice(
+                source="graph",
+                connection_id=M365_CONNECTION,
+                object_type="contact",
+                kind="catch_up",
+                scheduled=True,
+                provider_event_id=f"catch-up:graph:{self.tag}",
+            ),
+            ChangeNotice(
+                source="salesforce",
+                object_type="contact",
+                kind="catch_up",
+                scheduled=True,
+                provider_event_id=f"catch-up:salesforce:{self.tag}",
+            ),
+        ]
         self.h.send(notices, self.rng)
         self.h.drain()
 
