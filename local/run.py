@@ -173,8 +173,10 @@ def serve(system: LocalSystem, stop: threading.Event, took_s: float, say: Callab
     for key, value in sorted(stack.env.items()):
         if not key.startswith("AWS_SECRET") and key != "AWS_SESSION_TOKEN":
             say(f"    {key}={value}")
+    # Channels first, so that pushes flow from the start (the schedule would create them a minute later).
+    system.runner.invoke_scheduled("SubscriptionsFunction")
     notices = system.first_sync()
-    say(f"concord: first sync: {len(notices)} change notices queued, one per seeded mailbox contact and event")
+    say(f"concord: first sync: {len(notices)} catch-up notices queued, one per seeded connection and object")
     say(READY_LINE + " (Ctrl-C to stop); each line below is one decision of the sync worker")
     feed = DecisionFeed(system.sync_log(), say)
     reported = 0

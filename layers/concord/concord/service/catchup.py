@@ -359,9 +359,10 @@ class CatchUpService:
         horizon = now - self.policy.overlap
         seen = {c.record_id: c.version or "" for c in changes if (_parse(c.version) or now) >= horizon}
         self._save(ORG_SCOPE, name, _Watermark(now, seen).dump(), raw)
-        outcome.entries.append(
-            self._entry(notice, "synced", f"Salesforce {sobject} caught up: {len(fresh)} change(s) queued")
-        )
+        if fresh:  # an idle round is not a decision: the cursor's move says it ran
+            outcome.entries.append(
+                self._entry(notice, "synced", f"Salesforce {sobject} caught up: {len(fresh)} change(s) queued")
+            )
 
     # ------------------------------------------------------------------ mailboxes, per connection
 
@@ -393,9 +394,10 @@ class CatchUpService:
             outcome, [self._notice(connection.provider, connection, object_type, c, "delta") for c in page.changes]
         )
         self._save(connection.connection_id, name, page.cursor, raw)
-        outcome.entries.append(
-            self._entry(notice, "synced", f"{object_type} caught up: {len(page.changes)} change(s) queued")
-        )
+        if page.changes:  # an idle round is not a decision: health.last_catch_up_at says it ran
+            outcome.entries.append(
+                self._entry(notice, "synced", f"{object_type} caught up: {len(page.changes)} change(s) queued")
+            )
 
     def _expired(
         self, connection: Connection, notice: ChangeNotice, outcome: CatchUpOutcome, exc: CursorExpired
