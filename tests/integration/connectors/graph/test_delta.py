@@ -109,3 +109,14 @@ def test_links_to_other_hosts_are_not_followed(graph: GraphClient) -> None:
     with pytest.raises(PermanentError, match="refusing"):
         graph.contacts_delta(USER, "f", "https://attacker.example/v1.0/users/x/contacts/delta?$deltatoken=1")
     assert graph.transport.calls == calls
+
+
+def test_a_delta_page_is_capped_at_what_graph_grants(graph_sandbox: GraphSandbox, sleeps: SleepRecorder) -> None:
+    client = make_client(graph_sandbox, sleeps, page_size=1000)
+    folder = client.ensure_contact_folder(USER)
+    for n in range(205):
+        graph_sandbox.put_contact(USER, {"givenName": "Many", "surname": f"P{n}"}, folder_id=folder)
+    calls = client.transport.calls
+    round_ = client.contacts_delta(USER, folder)
+    assert len(round_.changed) >= 205
+    assert client.transport.calls - calls == 2  # 200, then the rest: asking for 1,000 a page gets 200
