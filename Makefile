@@ -31,7 +31,7 @@ BIND ?= 127.0.0.1
 help:
 	@echo "make run    start the whole system on this machine (Ctrl-C stops it; BIND=0.0.0.0 for sam local)"
 	@echo "make test   install what is needed, lint, type-check, validate and build the SAM app, run every test"
-	@echo "make bench  run every benchmark (B=local|core|ingress|worker|e2e for one)"
+	@echo "make bench  run every benchmark (B=local|core|ingress|worker|catchup|e2e for one)"
 
 # --- set-up (each step re-runs only when its inputs change)
 
