@@ -468,3 +468,29 @@ def test_a_contact_created_in_google_joins_the_connections_sync_group_and_stays_
             assert entries and "filter" not in entries[0].reason
     finally:
         _with_options(system, worker, GOOGLE_CONNECTION, contact_group=None)
+
+
+def test_graph_lifecycle_events_reach_the_channels_through_the_worker(system: LocalSystem, worker: Worker) -> None:
+    """``subscriptionRemoved`` and ``reauthorizationRequired`` from Graph, through ingress and the queue:
+    the worker hands them to the channels, which recreate or reauthorise the subscription."""
+    system.runner.invoke_scheduled("SubscriptionsFunction")
+    graph = system.graph
+    subscriptions = {s.id: s for s in graph.subscriptions.values() if s.resource.startswith(f"users/{seed.M365_USER}")}
+    removed = next(s for s in subscriptions.values() if "contactFolders" in s.resource)
+    renewed = next(s for s in subscriptions.values() if s.resource.endswith("/events"))
+
+    graph.lifecycle(removed.id, "subscriptionRemoved")
+    graph.lifecycle(renewed.id, "reauthorizationRequired")
+    assert graph.wait_notifications(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        removed.id in graph.subscriptions
+        or not any(s.resource == removed.resource for s in graph.subscriptions.values())
+        or graph.subscriptions[renewed.id].needs_reauthorization
+    ):
+        worker.drain()
+        time.sleep(0.1)
+
+    assert [s for s in graph.subscriptions.values() if s.resource == removed.resource and s.live()]
+    assert not graph.subscriptions[renewed.id].needs_reauthorization
+    assert worker.failures == [] and worker.dead_letters() == []
