@@ -400,3 +400,26 @@ def test_a_suspended_connection_keeps_its_cursor() -> None:
     outcome = world.service.handle([world.catch_up()])
     assert world.queue.take() == [] and world.feed.api_calls == 0
     assert "suspended" in outcome.entries[0].reason
+
+
+def test_dying_between_queueing_and_saving_the_cursor_queues_the_same_changes_again_and_loses_none() -> None:
+    world = World()
+    world.connect()
+    world.feed.change("contact", "AAMk1")
+    world.service.handle([world.catch_up()])
+    world.queue.take()
+    world.feed.change("contact", "AAMk2")
+    saved = world.cursors.put
+
+    def dying(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the Lambda died before the cursor was saved")
+
+    world.cursors.put = dying  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        world.service.handle([world.catch_up()])
+    assert _ids(world.queue.take()) == [("AAMk2", False)]
+    world.cursors.put = saved  # type: ignore[method-assign]
+    world.service.handle([world.catch_up()])
+    assert _ids(world.queue.take()) == [("AAMk2", False)]  # again: a hint the worker syncs once
+    world.service.handle([world.catch_up()])
+    assert world.queue.take() == []

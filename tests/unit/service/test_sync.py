@@ -475,3 +475,20 @@ def test_one_person_new_in_two_mailboxes_becomes_one_salesforce_contact() -> Non
         s.link.salesforce_id for s in world.links.get_many([LinkKey("conn_bob", "contact", "mailbox", theirs)]).values()
     ] == [contact]
     assert not [op for op in world.mailbox.writes if op.action == "create"]
+
+
+def test_each_connection_carries_its_health_after_a_batch() -> None:
+    world = World()
+    item = world.mailbox.add(USER, "contact", **graph_contact("Ada", "Lovelace", "ada@analytical.org"))
+    world.crm.fail_next = [WriteResult(False, error="UNABLE_TO_LOCK_ROW: unable to obtain access", transient=True)]
+
+    world.run(world.message(world.notice("graph", item)))
+
+    health = world.connections.get("conn_ada").health  # type: ignore[union-attr]
+    assert health["pending"] == 1 and "UNABLE_TO_LOCK_ROW" in health["last_error"]
+    assert "last_success_at" not in health
+
+    world.run(world.message(world.notice("graph", item)))
+
+    health = world.connections.get("conn_ada").health  # type: ignore[union-attr]
+    assert health["pending"] == 0 and health["last_success_at"] == "2026-12-04T10:00:00Z"

@@ -255,7 +255,14 @@ class SyncService:
                 self._dead_letter(outcome, message.message_id, message.body, f"malformed message: {exc}")
                 continue
             for notice in decoded:
-                identity = (notice.source, notice.connection_id, notice.object_type, notice.kind, notice.record_id)
+                identity = (
+                    notice.source,
+                    notice.connection_id,
+                    notice.object_type,
+                    notice.kind,
+                    notice.record_id,
+                    notice.resync,
+                )
                 if identity in seen:
                     continue
                 seen.add(identity)
@@ -884,6 +891,24 @@ class SyncService:
             self._dead_letter(outcome, message_id, bodies.get(message_id), reason)
         if outcome.entries:
             self.log.append(outcome.entries)
+        self._record_health(items, now)
+
+    def _record_health(self, items: list[_Item], now: datetime) -> None:
+        """Each connection's health after the batch, for on-call: its last success, its last error and
+        how many of its records wait for a retry (one UpdateItem per connection, not per record)."""
+        by_connection: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_connection[item.connection.connection_id].append(item)
+        stamp = now.isoformat().replace("+00:00", "Z")
+        for connection_id, mine in by_connection.items():
+            failed = [item for item in mine if item.failure is not None]
+            health: dict[str, Any] = {"pending": sum(1 for item in failed if item.transient)}
+            if len(failed) < len(mine):
+                health["last_success_at"] = stamp
+            if failed:
+                health["last_error"] = failed[0].failure
+                health["last_error_at"] = stamp
+            self.connections.update_health(connection_id, **health)
 
     def _count(self, item: _Item, outcome: BatchOutcome) -> None:
         if item.plan is None:
