@@ -26,7 +26,7 @@ def connection(**options: Any) -> Connection:
 
 
 def sync_group(client: GoogleClient) -> str:
-    return next(g["resourceName"] for g in client.list_contact_groups(USER) if g.get("name") == "Salesforce Sync")
+    return next(str(g["resourceName"]) for g in client.list_contact_groups(USER) if g.get("name") == "Salesforce Sync")
 
 
 # ---------------------------------------------------------------- contacts
