@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from concord.adapters.http import TransientError
 from concord.core import ConnectionOptions
 from concord.ports import Connection, CursorExpired
 from local.sandboxes import seed
@@ -203,3 +204,13 @@ def test_an_unreadable_history_id_is_cursor_expired_without_a_call(google_feed: 
         google_feed.changes(connection(), "email", "not-a-number-secret", NOW)
     assert "secret" not in str(expired.value)
     assert google_feed.calls() == calls
+
+
+def test_other_errors_propagate_unchanged(google_feed: GoogleFeed, google_sandbox: GoogleSandbox) -> None:
+    cursor = google_feed.changes(connection(), "event", None, NOW).cursor
+    google_sandbox.faults.fail(50, 503)
+
+    with pytest.raises(TransientError) as failed:
+        google_feed.changes(connection(), "event", cursor, NOW)
+
+    assert failed.value.status == 503 and cursor not in str(failed.value)

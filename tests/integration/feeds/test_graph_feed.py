@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from concord.adapters.http import TransientError
 from concord.core import ConnectionOptions
 from concord.ports import Connection, CursorExpired
 from local.sandboxes import seed
@@ -191,3 +192,14 @@ def test_an_unreadable_mail_cursor_is_cursor_expired(graph_feed: GraphFeed) -> N
         graph_feed.changes(connection(), "email", "https://graph.example/delta?$deltatoken=secret", NOW)
     assert "secret" not in str(expired.value)
     assert graph_feed.calls() == calls
+
+
+def test_other_errors_propagate_unchanged(graph_feed: GraphFeed, graph_sandbox: GraphSandbox) -> None:
+    cursor = graph_feed.changes(connection(), "contact", None, NOW).cursor
+    graph_sandbox.faults.fail(50, 503)
+
+    with pytest.raises(TransientError) as failed:
+        graph_feed.changes(connection(), "contact", cursor, NOW)
+
+    assert failed.value.status == 503
+    assert "deltatoken" not in str(failed.value).lower()
