@@ -246,7 +246,9 @@ class ConnectionOptions:
     - ``sync_private_events``: private events sync (off by default);
     - ``default_calendar_only``: events only from the default calendar;
     - ``contact_folder_id`` (Graph) / ``contact_group`` (Google): contacts only from the
-      "Salesforce Sync" folder or group (``None``: no filter);
+      "Salesforce Sync" folder or group. Graph ``None``: the adapters use (and make) the folder named
+      "Salesforce Sync" for writes, channels and catch-ups, and the plan filters nothing; Google
+      ``None``: every contact of the user syncs;
     - ``event_window_past_days`` / ``event_window_future_days``: events outside the window do not sync
       (``None``: unbounded);
     - ``invitation_mode``: Salesforce → mailbox updates to meetings with attendees are allowed (they mail
