@@ -215,6 +215,25 @@ def test_a_first_sync_of_a_matched_meeting_keeps_every_attendee() -> None:
     assert result.writes[0].body["add"] == [EXTERNAL]
 
 
+def test_matching_a_salesforce_meeting_to_its_attendee_less_mailbox_copy_invites_nobody() -> None:
+    # GIVEN the mailbox copy Concord made of a Salesforce meeting, without its attendees (as creates are),
+    # and the links lost (a reset): Salesforce newer, invitation mode off
+    sf = SalesforceRecord(
+        id=SF_EVENT["Id"], sobject="Event", data={**SF_EVENT, "LastModifiedDate": "2026-01-06T00:00Z"}
+    )
+    bare = _emb(attendees=[])
+    matched = plan("event", None, None, bare, OPTS, candidates=[sf], now=NOW)
+    # THEN matching links them and writes no attendee to the mailbox, now or on the next sync
+    assert not [op for op in matched.writes if op.side == "mailbox" and "attendees" in op.body]
+    assert any("adding them would invite them" in note for note in matched.notes)
+    again = plan("event", linked(matched.new_link), sf, bare, OPTS, now=NOW)
+    assert not [op for op in again.writes if op.side == "mailbox"]
+    # but with invitation mode on, Salesforce's attendees are added
+    invites = ConnectionOptions(invitation_mode=True)
+    inviting = plan("event", None, None, bare, invites, candidates=[sf], now=NOW)
+    assert [op for op in inviting.writes if op.side == "mailbox"]
+
+
 # ---------------------------------------------------------------- 4. required fields on a create
 
 

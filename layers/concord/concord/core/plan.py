@@ -872,7 +872,9 @@ def _left_alone(  # noqa: PLR0913 (the pair's mapping, link, record and values)
     - A Salesforce field the integration user cannot read (field-level security): the REST record leaves
       the key out, where a readable empty field is present with ``null``. Its absence is not a blank.
     - A linked event that is private with ``sync_private_events`` off: its ``private_content`` fields
-      (the private flag itself still syncs, so Salesforce learns that it is private)."""
+      (the private flag itself still syncs, so Salesforce learns that it is private).
+    - An event whose mailbox copy has no attendees, with ``invitation_mode`` off: its attendees (adding
+      them to the mailbox copy would invite them; from the mailbox there is nothing to relate)."""
     data = salesforce.data
     found: dict[str, str] = {}
     for rule in () if bound.sf_tops <= data.keys() else om.fields:
@@ -891,6 +893,17 @@ def _left_alone(  # noqa: PLR0913 (the pair's mapping, link, record and values)
                 found.setdefault(
                     rule.name,
                     f"{rule.label}: a private event (private events do not sync) → no longer updated either way",
+                )
+    if om.kind == "event" and not options.invitation_mode:
+        for rule in om.fields:
+            never_had = not (link is not None and link.mailbox_values.get(rule.name))
+            if rule.relation_set and not mb_values.get(rule.name) and never_had:
+                # Concord makes a meeting from Salesforce without its attendees (adding them invites
+                # them); a later match or reset must not add them either.
+                found.setdefault(
+                    rule.name,
+                    f"{rule.label}: the mailbox copy has none, and adding them would invite them "
+                    "(invitation mode off) → left alone",
                 )
     for name in found:
         sf_values[name] = link.salesforce_values.get(name) if link is not None else None
