@@ -376,6 +376,9 @@ class GoogleSandbox(Sandbox):
         with self._lock:
             for mailbox in self._mailboxes.values():
                 if user is None or mailbox.user == user:
+                    # Every id handed out so far, the current one included, is now too old; ids from
+                    # here on are fine (a full sync's fresh cursor must work).
+                    mailbox.history_id += 1
                     mailbox.history_floor = mailbox.history_id
                     mailbox.history.clear()
 

@@ -214,3 +214,15 @@ def test_other_errors_propagate_unchanged(google_feed: GoogleFeed, google_sandbo
         google_feed.changes(connection(), "event", cursor, NOW)
 
     assert failed.value.status == 503 and cursor not in str(failed.value)
+
+
+def test_expiry_makes_even_the_newest_history_id_too_old_but_not_the_next_full_loads(
+    google_feed: GoogleFeed, google_sandbox: GoogleSandbox
+) -> None:
+    cursor = google_feed.changes(connection(), "email", None, NOW).cursor
+    google_sandbox.expire_history(USER)  # no mail in between: the cursor is the mailbox's current id
+
+    with pytest.raises(CursorExpired):
+        google_feed.changes(connection(), "email", cursor, NOW)
+    fresh = google_feed.changes(connection(), "email", None, NOW).cursor
+    assert google_feed.changes(connection(), "email", fresh, NOW).changes == []

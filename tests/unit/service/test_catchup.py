@@ -202,7 +202,7 @@ def test_a_second_expiry_soon_after_a_resync_alarms_instead_of_looping() -> None
     outcome = world.service.handle([world.catch_up()])
     assert world.queue.take() == []
     assert outcome.resyncs == [] and len(outcome.alarms) == 1
-    assert "again within" in outcome.alarms[0]
+    assert "again within 24 h of a re-sync" in outcome.alarms[0]
     assert "cursor expired" in world.health()["cursor_alarm"]
     connection = world.connections.get("conn_ada")
     assert connection is not None and connection.status == "active"

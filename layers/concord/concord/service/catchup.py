@@ -168,6 +168,10 @@ def _parse(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc) if isinstance(exc, ConnectorError | CursorExpired) else type(exc).__name__
     return text[:_MAX_REASON]
@@ -408,9 +412,8 @@ class CatchUpService:
         last = _parse(json.loads(marker).get("at")) if marker else None
         now = self.clock()
         if last is not None and now - last < self.policy.resync_cooldown:
-            self._alarm(
-                connection, notice, outcome, f"{exc.reason}, again within {self.policy.resync_cooldown} of a re-sync"
-            )
+            again = f"{exc.reason}, again within {_hours(self.policy.resync_cooldown)} of a re-sync"
+            self._alarm(connection, notice, outcome, again)
             return
         self.cursors.put(
             connection.connection_id, marker_name, json.dumps({"at": _iso(now), "reason": exc.reason}), expected=None
