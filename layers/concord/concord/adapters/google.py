@@ -83,6 +83,12 @@ class GoogleMailbox(Protocol):
 
     def get_event(self, user: str, event_id: str, *, calendar_id: str = "primary") -> dict[str, Any]: ...
 
+    def get_events(
+        self, user: str, event_ids: Sequence[str], *, calendar_id: str = "primary"
+    ) -> dict[str, dict[str, Any] | None]:
+        """Many events in HTTP batches: event id → event, ``None`` for one that no longer exists."""
+        ...
+
     def insert_event(
         self,
         user: str,
@@ -942,17 +948,34 @@ class GoogleClient:
     def get_messages(self, user: str, message_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
         """Many messages' metadata (as :meth:`get_message`), :data:`MAX_GMAIL_BATCH` per HTTP batch request
         (``POST /batch/gmail/v1``, multipart/mixed, Gmail's guide advises at most 50): message id → message,
-        None for one that no longer exists. Inner answers that ask for a retry (429, 403 rate limit, 5xx) are
-        sent again in a later batch with the usual backoff; any other inner error raises as it would alone."""
+        None for one that no longer exists. See :meth:`_batch_reads` for retries."""
         query = "&".join(["format=metadata", *(f"metadataHeaders={quote(h)}" for h in MESSAGE_HEADERS)])
         path = httpx.URL(self._gmail_url(user, "messages")).path
-        batch_url = str(httpx.URL(self.endpoints.gmail).copy_with(path="/batch/gmail/v1", query=None))
+        targets = {m: f"{path}/{_quote(m)}?{query}" for m in dict.fromkeys(message_ids)}
+        return self._batch_reads(SCOPE_GMAIL, user, self.endpoints.gmail, "/batch/gmail/v1", targets)
+
+    def get_events(
+        self, user: str, event_ids: Sequence[str], *, calendar_id: str = "primary"
+    ) -> dict[str, dict[str, Any] | None]:
+        """Many events (as :meth:`get_event`) in HTTP batches (``POST /batch/calendar/v3``), 50 a batch as
+        for Gmail: event id → event, None for one that no longer exists (404, or 410 ``deleted``)."""
+        path = httpx.URL(self._events_url(calendar_id)).path
+        targets = {e: f"{path}/{_quote(e)}" for e in dict.fromkeys(event_ids)}
+        return self._batch_reads(SCOPE_CALENDAR, user, self.endpoints.calendar, "/batch/calendar/v3", targets)
+
+    def _batch_reads(
+        self, scope: str, user: str, base: str, batch_path: str, targets: Mapping[str, str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """GETs of ``targets`` (id → path and query) through Google's HTTP batch, :data:`MAX_GMAIL_BATCH` a
+        request. Inner answers that ask for a retry (429, 403 rate limit, 5xx) are sent again in a later
+        batch with the usual backoff; any other inner error raises as it would alone."""
+        batch_url = str(httpx.URL(base).copy_with(path=batch_path, query=None))
         found: dict[str, dict[str, Any] | None] = {}
-        for chunk in _chunks(list(dict.fromkeys(message_ids)), MAX_GMAIL_BATCH):
+        for chunk in _chunks(list(targets), MAX_GMAIL_BATCH):
             pending, attempt = chunk, 0
             while pending:
                 attempt += 1
-                retry = self._gmail_batch(user, batch_url, [f"{path}/{_quote(m)}?{query}" for m in pending], found)
+                retry = self._batch_get(scope, user, base, batch_url, [(i, targets[i]) for i in pending], found)
                 pending = [pending[i] for i in retry.indices]
                 if pending:
                     wait = self.transport.policy.delay(attempt, retry.error.retry_after if retry.error else None)
@@ -963,19 +986,25 @@ class GoogleClient:
                     self.transport.sleep(wait)
         return found
 
-    def _gmail_batch(
-        self, user: str, batch_url: str, targets: list[str], found: dict[str, dict[str, Any] | None]
+    def _batch_get(
+        self,
+        scope: str,
+        user: str,
+        base: str,
+        batch_url: str,
+        items: list[tuple[str, str]],
+        found: dict[str, dict[str, Any] | None],
     ) -> _BatchRetry:
         boundary = "concord_" + uuid4().hex
+        part = (
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{i}>\r\n\r\nGET {target} HTTP/1.1\r\n\r\n"
+        )
         body = (
-            "".join(
-                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{i}>\r\n\r\nGET {t} HTTP/1.1\r\n\r\n"
-                for i, t in enumerate(targets)
-            )
+            "".join(part.format(boundary=boundary, i=i, target=target) for i, (_, target) in enumerate(items))
             + f"--{boundary}--\r\n"
         )
         response = self._call(
-            SCOPE_GMAIL,
+            scope,
             user,
             "POST",
             batch_url,
@@ -983,20 +1012,19 @@ class GoogleClient:
             headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
             retry=True,  # every inner request is a read
         )
+        base_path = httpx.URL(base).path
         retry = _BatchRetry([], None)
         for index, status, payload in _batch_parts(response):
-            request = httpx.Request(
-                "GET", self.endpoints.gmail + targets[index].removeprefix(httpx.URL(self.endpoints.gmail).path)
-            )
+            item_id, target = items[index]
+            request = httpx.Request("GET", base + target.removeprefix(base_path))
             inner = httpx.Response(
                 status, content=payload, headers={"Content-Type": "application/json"}, request=request
             )
             error = classify(inner)
-            message_id = targets[index].split("?")[0].rsplit("/", 1)[-1]
             if error is None:
-                found[message_id] = inner.json()
+                found[item_id] = inner.json()
             elif isinstance(error, NotFoundError):
-                found[message_id] = None
+                found[item_id] = None
             elif isinstance(error, TransientError):
                 retry.indices.append(index)
                 retry.error = error

@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from concord.adapters.google import event_id_for
-from concord.adapters.http import ConnectorError, NotFoundError
+from concord.adapters.http import ConnectorError
 from concord.adapters.write_results import failed_write, made_write, write_result
 from concord.core import MailboxRecord
 
@@ -61,13 +61,10 @@ class GoogleMailboxAdapter:
                     MailboxRecord(message_id, {}, deleted=True) if message is None else self._record(message, "id")
                 )
             return found
+        events = self.client.get_events(user, list(ids))
         for event_id in ids:
-            try:
-                event = self.client.get_event(user, event_id)
-            except NotFoundError:
-                found[event_id] = MailboxRecord(event_id, {}, deleted=True)
-                continue
-            found[event_id] = self._record(event, "id")
+            event = events.get(event_id)
+            found[event_id] = MailboxRecord(event_id, {}, deleted=True) if event is None else self._record(event, "id")
         return found
 
     def _record(self, data: Mapping[str, Any], id_key: str) -> MailboxRecord:

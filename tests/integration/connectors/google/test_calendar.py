@@ -198,3 +198,16 @@ def test_a_listing_longer_than_the_page_cap_stops_with_a_clear_error(
     with pytest.raises(PermanentError, match="more than 2 pages"):
         client.list_events(USER)
     assert client.transport.calls - calls == 2
+
+
+def test_many_events_are_read_in_http_batches_and_a_gone_one_is_none(client: GoogleClient) -> None:
+    made = [client.insert_event(USER, event_body(f"Batch {i}", day=1 + i % 28))["id"] for i in range(55)]
+    client.delete_event(USER, made[0])
+    calls = client.transport.calls
+
+    events = client.get_events(USER, [*made, "nosucheventid0123"])
+
+    assert client.transport.calls - calls == 2  # 56 ids: two HTTP batches of at most 50, not 56 calls
+    assert events["nosucheventid0123"] is None
+    assert events[made[0]] is not None and events[made[0]]["status"] == "cancelled"  # as events.get answers
+    assert [events[e]["summary"] for e in made[1:3]] == ["Batch 1", "Batch 2"]  # type: ignore[index]
