@@ -427,9 +427,25 @@ def test_one_catch_up_repairs_dropped_pushes_of_every_provider_and_object(world:
             label_ids=("SENT",),
         )
         gmail_id = _gmail_message_id(system, sent["id"])
-        # Salesforce: a Contact edit whose Outbound Message and change event are both lost.
+        # Salesforce: a Contact edit, a Lead edit and a new Event, their Outbound Messages and change
+        # events all lost.
         [katherine] = _by_email(system.salesforce.live_records("Contact"), "katherine@nasa.example")
         system.salesforce.change(katherine["Id"], Title="Flight Engineer")
+        lead = next(
+            r
+            for r in system.salesforce.live_records("Lead")
+            if r.get("Email") and world.worker.link(M365_CONNECTION, "contact", "salesforce", r["Id"])
+        )
+        system.salesforce.change(lead["Id"], Title="Chief Analyst")
+        start, end = _meeting_times(5)
+        system.salesforce.insert(
+            "Event",
+            Subject="Dropped planning",
+            StartDateTime=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            EndDateTime=end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            DurationInMinutes=45,
+            OwnerId=system.salesforce.user_id,
+        )
     finally:
         _drop_pushes(system, on=False)
     assert world.worker.depth() == 0, "nothing was pushed"
@@ -453,6 +469,14 @@ def test_one_catch_up_repairs_dropped_pushes_of_every_provider_and_object(world:
     assert outlook_katherine.get("jobTitle") == "Flight Engineer"
     google_katherine = next(p for p in _google_people(system) if _google_email(p) == "katherine@nasa.example")
     assert [o.get("title") for o in google_katherine.get("organizations") or []] == ["Flight Engineer"]
+    outlook_lead = [c for c in _outlook_contacts(system) if _outlook_email(c) == _email(lead["Email"])]
+    assert [c.get("jobTitle") for c in outlook_lead] == ["Chief Analyst"]
+    assert [e["subject"] for e in _outlook_events(system) if e.get("subject") == "Dropped planning"] == [
+        "Dropped planning"
+    ]
+    assert [e["summary"] for e in _google_events(system) if e.get("summary") == "Dropped planning"] == [
+        "Dropped planning"
+    ]
     assert duplicates(system) == {}
     assert mails_since(system, mails) == []
 
