@@ -317,6 +317,7 @@ def test_a_reset_rematches_the_same_pairs_and_duplicates_nothing(world: World) -
     mails = mail_counts(system)
     before = {link for link in _links(world) if link[0] == M365_CONNECTION}
     assert {kind for _, kind, _, _ in before} >= {"contact", "event", "email"}, before
+    uids = {e["Id"]: e.get("Concord_ICalUID__c") for e in system.salesforce.live_records("Event")}
 
     notices = world.schedule.reset(M365_CONNECTION, links=world.links, cursors=world.cursors)
     assert not world.links.list(M365_CONNECTION)
@@ -327,6 +328,8 @@ def test_a_reset_rematches_the_same_pairs_and_duplicates_nothing(world: World) -
     after = {link for link in _links(world) if link[0] == M365_CONNECTION}
     assert after >= before, sorted(map(str, before - after))
     assert duplicates(system) == {}
+    # the UID Salesforce holds stays: another mailbox's copy of the meeting carries its own
+    assert {e["Id"]: e.get("Concord_ICalUID__c") for e in system.salesforce.live_records("Event")} == uids
     mailed = [(m["kind"], m["subject"], m["recipient"]) for m in mails_since(system, mails)]
     assert mailed == [], "a reset re-matched meetings and mailed their attendees"
     assert all(world.cursors.get(M365_CONNECTION, o) for o in MAILBOX_OBJECTS)

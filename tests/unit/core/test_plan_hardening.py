@@ -234,6 +234,23 @@ def test_matching_a_salesforce_meeting_to_its_attendee_less_mailbox_copy_invites
     assert [op for op in inviting.writes if op.side == "mailbox"]
 
 
+def test_the_icalendar_uid_salesforce_holds_is_filled_once_and_never_swapped() -> None:
+    # GIVEN a linked meeting whose mailbox copy now carries another UID (a copy Concord made, to which
+    # the provider gave its own), Salesforce unchanged
+    sf, mb = event_pair()
+    link = linked(plan("event", None, sf, mb, OPTS, now=NOW).new_link)
+    other_copy = replace(mb, data={**mb.data, "iCalUId": "another-copy-uid"}, version="v8")
+    result = plan("event", link, replace(sf, version="v7"), other_copy, OPTS, now=NOW)
+    # THEN Salesforce keeps the UID it holds
+    assert not [op for op in result.writes if op.side == "salesforce" and "Concord_ICalUID__c" in op.body]
+    # and a Salesforce meeting with no UID gets the mailbox's at its first sync
+    blank = replace(sf, data={**sf.data, "Concord_ICalUID__c": None})
+    filled = plan("event", None, None, other_copy, OPTS, candidates=[blank], now=NOW)
+    assert [op.body["Concord_ICalUID__c"] for op in filled.writes if "Concord_ICalUID__c" in op.body] == [
+        "another-copy-uid"
+    ]
+
+
 # ---------------------------------------------------------------- 4. required fields on a create
 
 
