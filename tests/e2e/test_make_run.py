@@ -26,8 +26,11 @@ def test_make_run_serves_the_provisioned_stack_and_stops_cleanly_on_ctrl_c(make_
     assert (answer.status_code, answer.text) == (200, "ping")
     queue_url, moto_url = printed(output, "CHANGES_QUEUE_URL"), printed(output, "AWS_ENDPOINT_URL")
     sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
-    sqs.send_message(QueueUrl=queue_url, MessageBody="hello")
-    assert sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"] == "hello"
+    assert sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # (the running worker polls the changes queue, so a round trip goes through a queue of the test's own)
+    probe = sqs.create_queue(QueueName="make-run-probe")["QueueUrl"]
+    sqs.send_message(QueueUrl=probe, MessageBody="hello")
+    assert sqs.receive_message(QueueUrl=probe)["Messages"][0]["Body"] == "hello"
     ddb_url = printed(output, "AWS_ENDPOINT_URL_DYNAMODB")
     assert "LinksTable" in boto3.client("dynamodb", endpoint_url=ddb_url).list_tables()["TableNames"]
     env_file, ca_bundle = (
