@@ -71,7 +71,7 @@ from concord.service.catchup import CatchUpPolicy, CatchUpSchedule
 from concord.service.channels import ChannelPolicy
 from local.aws.provision import REGION
 from local.aws.stack import OFFLINE_ENV
-from local.runner import sqs_record
+from local.runner import receive_batch, sqs_record
 from local.sandboxes.graph import SEED_TENANT
 from local.system import GOOGLE_CONNECTION, M365_CONNECTION, SYNC_FOLDER, LocalSystem
 
@@ -200,7 +200,7 @@ class Harness:
     def drain(self) -> None:
         idle_since = time.monotonic()
         while True:
-            messages = self._gather()
+            messages = receive_batch(self.sqs, self.queue_url, BATCH_MESSAGES)
             if messages:
                 self._invoke(messages)
                 idle_since = time.monotonic()
@@ -215,21 +215,6 @@ class Harness:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
         return sum(int(attributes[name]) for name in names)
-
-    def _gather(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        while len(messages) < BATCH_MESSAGES:
-            got = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(10, BATCH_MESSAGES - len(messages)),
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not got:
-                break
-            messages += got
-        return messages
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         answer = self.worker.invoke({"Records": [sqs_record(m, self.arn) for m in messages]}) or {}

@@ -59,7 +59,7 @@ from concord.adapters.google import GoogleClient, GoogleEndpoints, ServiceAccoun
 from concord.adapters.queue import ChangeQueue
 from concord.notices import ChangeNotice
 from local.aws.stack import OFFLINE_ENV
-from local.runner import sqs_record
+from local.runner import receive_batch, sqs_record
 from local.sandboxes import seed
 from local.system import GOOGLE_CONNECTION, M365_CONNECTION, SYNC_FOLDER, LocalSystem
 
@@ -288,7 +288,7 @@ class Bench:
         """Invoke the worker until the queue is empty; returns what is still queued after ``SETTLE_S`` idle."""
         idle_since = time.monotonic()
         while True:
-            messages = self._gather()
+            messages = receive_batch(self.sqs, self.queue_url, BATCH_MESSAGES)
             if messages:
                 self._invoke(messages)
                 idle_since = time.monotonic()
@@ -297,21 +297,6 @@ class Bench:
             if left == 0 or time.monotonic() - idle_since > SETTLE_S:
                 return left
             time.sleep(0.5)  # handed-back messages come back after their retry delay
-
-    def _gather(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        while len(messages) < BATCH_MESSAGES:
-            got = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(10, BATCH_MESSAGES - len(messages)),
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not got:
-                break
-            messages += got
-        return messages
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         answer = self.worker.call({"event": {"Records": [sqs_record(m, self.arn) for m in messages]}})

@@ -468,6 +468,24 @@ def failure_record(fn: Function, event: dict[str, Any], error: Exception, *, req
     )
 
 
+def receive_batch(sqs: Any, queue_url: str, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` messages now (no long poll), ten a call, with the attributes the event source
+    mapping passes on: one batch for a worker invocation, as the benches drive the handler."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < limit:
+        got = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, limit - len(messages)),
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not got:
+            break
+        messages += got
+    return messages
+
+
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     """One record of an SQS event, as the Lambda event source mapping builds it."""
     attributes = message.get("Attributes", {})
