@@ -58,6 +58,7 @@ from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,13 +280,8 @@ def idle_hours(harness: Harness, sizes: Sequence[int]) -> list[Idle]:
         audit = harness.measure(f"audits ({new} new)", harness.reconcile, size)
         # The first catch-up after a first sync reads back what that sync wrote into the mailbox (Graph's
         # delta reports Concord's own writes): not idle work, so it happens before the hour.
-        harness.measure(
-            f"catch-up after first syncs ({new})",
-            lambda fresh=fresh: harness.send(  # type: ignore[misc]
-                [n for c in fresh for n in harness.schedule.requests(c, None, scheduled=True)]
-            ),
-            size,
-        )
+        settle = [n for c in fresh for n in harness.schedule.requests(c, None, scheduled=True)]
+        harness.measure(f"catch-up after first syncs ({new})", partial(harness.send, settle), size)
         hour = harness.measure(
             f"idle hour, {size} conn.", lambda: [harness.reconcile() for _ in range(RUNS_PER_HOUR)], size
         )

@@ -44,6 +44,7 @@ class FakeCrm:
         self.writes: list[Operation] = []
         self.fail_next: list[WriteResult] = []
         self.api_calls = 0
+        self.budget: float | None = None  # the share of the daily API limit left, once "known"
 
     def add(self, sobject: str, **fields: Any) -> str:
         prefix = {"Contact": "003", "Lead": "00Q", "Event": "00U", "Task": "00T", "Account": "001"}[sobject]
@@ -132,7 +133,7 @@ class FakeCrm:
         return self.api_calls
 
     def budget_left(self) -> float | None:
-        return None
+        return self.budget
 
 
 class FakeMailbox:

@@ -265,7 +265,7 @@ def test_scheduled_catch_ups_wait_while_the_api_budget_is_low_but_pushes_do_not(
     world = World(policy=CatchUpPolicy(budget_floor=0.2))
     world.connect()
     world.feed.change("contact", "AAMk1")
-    world.crm.budget_left = lambda: 0.1  # type: ignore[method-assign]
+    world.crm.budget = 0.1
     outcome = world.service.handle([world.catch_up(scheduled=True), world.salesforce_catch_up(scheduled=True)])
     assert outcome.deferred == 2 and world.queue.take() == [] and world.crm_feed.queries == []
     assert world.cursors.get("conn_ada", "contact") is None  # kept for when the budget is back
@@ -409,16 +409,24 @@ def test_dying_between_queueing_and_saving_the_cursor_queues_the_same_changes_ag
     world.service.handle([world.catch_up()])
     world.queue.take()
     world.feed.change("contact", "AAMk2")
-    saved = world.cursors.put
 
-    def dying(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("the Lambda died before the cursor was saved")
+    class DyingBeforeSaves:
+        """The same cursors, read by a Lambda that dies before each save."""
 
-    world.cursors.put = dying  # type: ignore[method-assign]
+        def get(self, scope: str, name: str) -> str | None:
+            return world.cursors.get(scope, name)
+
+        def put(self, scope: str, name: str, value: str, *, expected: str | None = None) -> None:
+            raise RuntimeError("the Lambda died before the cursor was saved")
+
+        def delete(self, scope: str, name: str) -> None:
+            world.cursors.delete(scope, name)
+
+    world.service.cursors = DyingBeforeSaves()
     with pytest.raises(RuntimeError):
         world.service.handle([world.catch_up()])
     assert _ids(world.queue.take()) == [("AAMk2", False)]
-    world.cursors.put = saved  # type: ignore[method-assign]
+    world.service.cursors = world.cursors
     world.service.handle([world.catch_up()])
     assert _ids(world.queue.take()) == [("AAMk2", False)]  # again: a hint the worker syncs once
     world.service.handle([world.catch_up()])

@@ -77,6 +77,11 @@ class World:
     def run(self, *messages: QueueMessage, time_left: float = 900.0):  # noqa: ANN201
         return self.service.handle(list(messages), time_left=lambda: time_left)
 
+    def health(self) -> dict[str, Any]:
+        connection = self.connections.get(self.connection.connection_id)
+        assert connection is not None
+        return dict(connection.health)
+
     def link_of(self, side: str, record_id: str, kind: str = "contact"):  # noqa: ANN201
         found = self.links.get_many([LinkKey(self.connection.connection_id, kind, side, record_id)])  # type: ignore[arg-type]
         return next(iter(found.values()), None)
@@ -484,11 +489,11 @@ def test_each_connection_carries_its_health_after_a_batch() -> None:
 
     world.run(world.message(world.notice("graph", item)))
 
-    health = world.connections.get("conn_ada").health  # type: ignore[union-attr]
+    health = world.health()
     assert health["pending"] == 1 and "UNABLE_TO_LOCK_ROW" in health["last_error"]
     assert "last_success_at" not in health
 
     world.run(world.message(world.notice("graph", item)))
 
-    health = world.connections.get("conn_ada").health  # type: ignore[union-attr]
+    health = world.health()
     assert health["pending"] == 0 and health["last_success_at"] == "2026-12-04T10:00:00Z"
